@@ -1,0 +1,344 @@
+//! Configuration: the TOML file, its defaults, and validation.
+//!
+//! Every key is optional. Without a file (`hookd serve` alone) hookd runs
+//! with development defaults: `./hookd-data`, `./hookd.sock`, loopback
+//! delivery allowed. With a file, the defaults are the production ones.
+
+use crate::error::{Error, Result};
+use crate::netpolicy::Cidr;
+use serde::{Deserialize, Deserializer};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub ingest: IngestConfig,
+    pub admin: AdminConfig,
+    pub storage: StorageConfig,
+    pub delivery: DeliveryConfig,
+    pub log: LogConfig,
+}
+
+/// `[ingest]`: the HTTP endpoint applications post events to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub listen: SocketAddr,
+    pub tokens: Vec<String>,
+    pub max_body: ByteSize,
+    /// Answered when no request line and headers arrive within this time.
+    pub header_timeout: Dur,
+}
+
+/// `[admin]`: the Unix socket of the admin API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    pub socket: PathBuf,
+}
+
+/// `[storage]`: the sled store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    pub path: PathBuf,
+    pub max_disk: ByteSize,
+    pub retention: Dur,
+    /// sled's page cache; real memory use can be a few times this.
+    pub cache: ByteSize,
+}
+
+/// `[delivery]`: outbound attempts and the retry policy.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DeliveryConfig {
+    pub timeout: Dur,
+    pub retry_schedule: Vec<Dur>,
+    pub allow_networks: Vec<Cidr>,
+    /// Attempts on the wire at once per subscription (unless it sets its own).
+    pub max_in_flight: u32,
+    /// The longest wait a `Retry-After` header can impose.
+    pub max_retry_after: Dur,
+    /// How long a rotated-out secret keeps signing beside the new one.
+    pub secret_overlap: Dur,
+    /// Bytes of each response body kept on the attempt.
+    pub response_excerpt: ByteSize,
+    /// On shutdown, how long attempts on the wire may take to finish.
+    pub shutdown_grace: Dur,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// A `tracing` filter: `info`, `hookd=debug`, ...; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tokens: Vec::new(),
+            max_body: ByteSize(1 << 20),
+            header_timeout: Dur(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig {
+            socket: PathBuf::from("/run/hookd/admin.sock"),
+        }
+    }
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: PathBuf::from("/var/lib/hookd"),
+            max_disk: ByteSize(10 << 30),
+            retention: Dur(Duration::from_secs(7 * 86400)),
+            cache: ByteSize(16 << 20),
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        let schedule = ["5s", "5m", "30m", "2h", "5h", "10h", "10h"];
+        DeliveryConfig {
+            timeout: Dur(Duration::from_secs(30)),
+            retry_schedule: schedule
+                .iter()
+                .map(|s| Dur(humantime::parse_duration(s).expect("valid default")))
+                .collect(),
+            allow_networks: Vec::new(),
+            max_in_flight: 16,
+            max_retry_after: Dur(Duration::from_secs(3600)),
+            secret_overlap: Dur(Duration::from_secs(86400)),
+            response_excerpt: ByteSize(4096),
+            shutdown_grace: Dur(Duration::from_secs(10)),
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Development defaults: everything under the current directory, loopback delivery allowed.
+    pub fn development() -> Config {
+        let mut config = Config::default();
+        config.storage.path = PathBuf::from("./hookd-data");
+        config.admin.socket = PathBuf::from("./hookd.sock");
+        config.delivery.allow_networks = ["127.0.0.0/8", "::1/128"]
+            .iter()
+            .map(|c| c.parse().expect("valid default"))
+            .collect();
+        config
+    }
+
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Config> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
+            path: path.to_owned(),
+            reason: format!("cannot read it: {e}"),
+        })?;
+        Config::parse(&text).map_err(|reason| Error::Config {
+            path: path.to_owned(),
+            reason,
+        })
+    }
+
+    /// Parses and validates config text; the error names the key and the reason.
+    pub fn parse(text: &str) -> std::result::Result<Config, String> {
+        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot: ranges and cross-key rules.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let key_err = |key: &str, reason: &str| Err(format!("key {key}: {reason}"));
+        if !self.ingest.listen.ip().is_loopback() && self.ingest.tokens.is_empty() {
+            return key_err(
+                "ingest.tokens",
+                &format!(
+                    "ingest listens on {} (not loopback) but no tokens are set; \
+                     add at least one token or listen on 127.0.0.1",
+                    self.ingest.listen
+                ),
+            );
+        }
+        if self.ingest.tokens.iter().any(|t| t.trim().is_empty()) {
+            return key_err("ingest.tokens", "a token is empty");
+        }
+        if self.ingest.max_body.0 == 0 {
+            return key_err("ingest.max_body", "must be more than 0");
+        }
+        if self.delivery.retry_schedule.len() > 100 {
+            return key_err("delivery.retry_schedule", "at most 100 retries");
+        }
+        if self.delivery.timeout.0.is_zero() {
+            return key_err("delivery.timeout", "must be more than 0");
+        }
+        if self.delivery.max_in_flight == 0 || self.delivery.max_in_flight > 10_000 {
+            return key_err("delivery.max_in_flight", "must be 1 to 10000");
+        }
+        if self.delivery.response_excerpt.0 > 1 << 20 {
+            return key_err("delivery.response_excerpt", "at most 1MiB");
+        }
+        if self.storage.cache.0 < 1 << 20 {
+            return key_err("storage.cache", "at least 1MiB");
+        }
+        Ok(())
+    }
+}
+
+/// A duration written like `30s`, `5m`, `2h 30m`, `7d`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Dur(pub Duration);
+
+impl<'de> Deserialize<'de> for Dur {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s)
+            .map(Dur)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses `30s`, `5m`, `2h 30m`, `7d` (humantime syntax) with a clear error.
+pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    humantime::parse_duration(s.trim())
+        .map_err(|e| format!("{s:?} is not a duration ({e}); write it like 30s, 5m, 2h or 7d"))
+}
+
+/// A size written like `1MiB`, `10GiB`, `512KB` or a plain number of bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteSize(pub u64);
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Number(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Number(n) => Ok(ByteSize(n)),
+            Raw::Text(s) => parse_size(&s)
+                .map(ByteSize)
+                .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses `1MiB`, `10GiB`, `512KB`, `100` (bytes) with a clear error.
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let bad = || format!("{s:?} is not a size; write it like 512KiB, 1MiB, 10GiB or 1000000");
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let num: f64 = num.parse().map_err(|_| bad())?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kb" | "k" => 1_000,
+        "mb" | "m" => 1_000_000,
+        "gb" | "g" => 1_000_000_000,
+        "tb" | "t" => 1_000_000_000_000,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "tib" => 1 << 40,
+        _ => return Err(bad()),
+    };
+    let bytes = num * mult as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_parses_and_matches_defaults() {
+        let text = include_str!("../config.example.toml");
+        let config = Config::parse(text).expect("config.example.toml must parse");
+        let defaults = Config::default();
+        assert_eq!(config.ingest.max_body, defaults.ingest.max_body);
+        assert_eq!(
+            config.delivery.retry_schedule,
+            defaults.delivery.retry_schedule
+        );
+        assert_eq!(config.delivery.timeout, defaults.delivery.timeout);
+        assert_eq!(config.storage.retention, defaults.storage.retention);
+    }
+
+    #[test]
+    fn empty_file_is_production_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.storage.path, PathBuf::from("/var/lib/hookd"));
+        assert!(config.delivery.allow_networks.is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        let err = Config::parse("[ingest]\nlisten_on = \"x\"\n").unwrap_err();
+        assert!(err.contains("listen_on"), "{err}");
+        let err = Config::parse("[storag]\n").unwrap_err();
+        assert!(err.contains("storag"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let err = Config::parse("[delivery]\ntimeout = \"soon\"\n").unwrap_err();
+        assert!(err.contains("timeout") && err.contains("soon"), "{err}");
+        let err = Config::parse("[ingest]\nmax_body = \"lots\"\n").unwrap_err();
+        assert!(err.contains("max_body"), "{err}");
+        let err = Config::parse("[delivery]\nallow_networks = [\"10.0.0.0/99\"]\n").unwrap_err();
+        assert!(err.contains("allow_networks"), "{err}");
+    }
+
+    #[test]
+    fn public_listen_needs_tokens() {
+        let err = Config::parse("[ingest]\nlisten = \"0.0.0.0:8080\"\n").unwrap_err();
+        assert!(err.contains("ingest.tokens"), "{err}");
+        Config::parse("[ingest]\nlisten = \"0.0.0.0:8080\"\ntokens = [\"t\"]\n").unwrap();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1MiB"), Ok(1 << 20));
+        assert_eq!(parse_size("10GiB"), Ok(10 << 30));
+        assert_eq!(parse_size("512KB"), Ok(512_000));
+        assert_eq!(parse_size("100"), Ok(100));
+        assert_eq!(parse_size("1.5MiB"), Ok(3 << 19));
+        assert!(parse_size("MiB").is_err());
+        assert!(parse_size("1 parsec").is_err());
+        assert!(parse_size("-1").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(parse_duration("7d"), Ok(Duration::from_secs(7 * 86400)));
+        assert!(parse_duration("soon").unwrap_err().contains("30s"));
+    }
+}

@@ -1,0 +1,254 @@
+//! `run`: open the store, start ingest, admin and the scheduler, and on
+//! shutdown drain them in order and flush.
+
+use crate::admin::{self, AdminState};
+use crate::config::Config;
+use crate::delivery::{DeliveryContext, DeliverySettings};
+use crate::error::{Error, Result};
+use crate::ingest::{self, IngestSettings, IngestState};
+use crate::metrics::Metrics;
+use crate::model::now_ms;
+use crate::netpolicy::AddressPolicy;
+use crate::outbound::{Outbound, OutboundConfig};
+use crate::registry::Registry;
+use crate::retry::RetryPolicy;
+use crate::scheduler::{self, SchedulerStats, Wakeup};
+use crate::store::{Store, StoreOptions};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The sockets the daemon serves, bound before `run` (port 0 in tests).
+pub struct Listeners {
+    pub ingest: std::net::TcpListener,
+    pub admin: std::os::unix::net::UnixListener,
+}
+
+impl Listeners {
+    /// Binds the ingest address and the admin socket of `config`.
+    pub fn bind(config: &Config) -> Result<Listeners> {
+        let ingest =
+            std::net::TcpListener::bind(config.ingest.listen).map_err(|e| Error::ConfigValue {
+                key: "ingest.listen".into(),
+                reason: format!("cannot listen on {}: {e}", config.ingest.listen),
+            })?;
+        ingest
+            .set_nonblocking(true)
+            .map_err(|e| Error::io("ingest socket", e))?;
+        let admin = admin::bind_socket(&config.admin.socket)?;
+        Ok(Listeners { ingest, admin })
+    }
+}
+
+/// Runs the daemon until `shutdown` resolves (or the store fails, which is an error).
+pub async fn run(
+    config: Config,
+    listeners: Listeners,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()> {
+    let started_at = now_ms();
+    let store_path = config.storage.path.clone();
+    let cache = config.storage.cache.0;
+    let store = tokio::task::spawn_blocking(move || {
+        Store::open(StoreOptions {
+            path: &store_path,
+            cache_bytes: cache,
+        })
+    });
+    let store = store.await.map_err(|e| Error::Flush(e.to_string()))??;
+    let registry = Arc::new(Registry::load(&store)?);
+    let metrics = Arc::new(Metrics::default());
+    let wakeup = Arc::new(Wakeup::default());
+    let stats = Arc::new(SchedulerStats::default());
+    let policy = AddressPolicy::new(config.delivery.allow_networks.clone());
+    let outbound = Outbound::new(OutboundConfig {
+        policy: policy.clone(),
+        connect_timeout: config.delivery.timeout.0.min(Duration::from_secs(10)),
+        pool_idle_timeout: Duration::from_secs(60),
+        max_idle_per_host: 64,
+    });
+    let delivery = Arc::new(DeliveryContext {
+        store: store.clone(),
+        registry: registry.clone(),
+        outbound,
+        settings: RwLock::new(Arc::new(delivery_settings(&config))),
+        metrics: metrics.clone(),
+    });
+    let ingest_state = Arc::new(IngestState {
+        store: store.clone(),
+        registry: registry.clone(),
+        wakeup: wakeup.clone(),
+        metrics: metrics.clone(),
+        stats: stats.clone(),
+        settings: RwLock::new(Arc::new(IngestSettings::new(
+            &config.ingest.tokens,
+            config.ingest.max_body.0 as usize,
+        ))),
+        refusing: RwLock::new(None),
+        shutting_down: Default::default(),
+    });
+    let ingest_addr = listeners
+        .ingest
+        .local_addr()
+        .map_err(|e| Error::io("ingest socket", e))?;
+    let admin_state = Arc::new(AdminState {
+        store: store.clone(),
+        delivery: delivery.clone(),
+        ingest: ingest_state.clone(),
+        wakeup: wakeup.clone(),
+        stats: stats.clone(),
+        started_at,
+        listen: ingest_addr.to_string(),
+        max_disk: config.storage.max_disk.0,
+        policy: RwLock::new(Arc::new(policy)),
+        secret_overlap: RwLock::new(config.delivery.secret_overlap.0),
+        writes: tokio::sync::Mutex::new(()),
+    });
+
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = |rx: &watch::Receiver<bool>| {
+        let mut rx = rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
+    let ingest_listener = tokio::net::TcpListener::from_std(listeners.ingest)
+        .map_err(|e| Error::io("ingest socket", e))?;
+    let admin_listener = tokio::net::UnixListener::from_std(listeners.admin)
+        .map_err(|e| Error::io("admin socket", e))?;
+    let ingest_task = tokio::spawn(serve_ingest(
+        ingest_listener,
+        ingest_state.clone(),
+        config.ingest.header_timeout.0,
+        stopped(&stop_rx),
+    ));
+    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, stopped(&stop_rx)));
+    let scheduler_task = tokio::spawn(scheduler::run(
+        delivery.clone(),
+        wakeup.clone(),
+        stats.clone(),
+        config.delivery.shutdown_grace.0,
+        stopped(&stop_rx),
+    ));
+    tokio::spawn(watch_disk_budget(
+        store.clone(),
+        ingest_state.clone(),
+        config.storage.max_disk.0,
+    ));
+
+    tracing::info!(
+        ingest = %ingest_addr,
+        admin = %config.admin.socket.display(),
+        store = %config.storage.path.display(),
+        subscriptions = registry.snapshot().len(),
+        pending = store.open_total(),
+        "hookd ready"
+    );
+    let ready = [
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status("serving"),
+        sd_notify::NotifyState::Custom(&format!("HOOKD_INGEST={ingest_addr}")),
+    ];
+    let _ = sd_notify::notify(false, &ready);
+
+    let failure = tokio::select! {
+        _ = shutdown => None,
+        reason = store.flusher().failed() => Some(reason),
+    };
+    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    tracing::info!("shutting down: refusing new events, draining attempts");
+    ingest_state.shutting_down.store(true, Ordering::SeqCst);
+    let _ = stop_tx.send(true);
+    let _ = ingest_task.await;
+    let _ = scheduler_task.await;
+    let _ = admin_task.await;
+    if let Some(reason) = failure {
+        return Err(Error::Flush(reason));
+    }
+    let flush_store = store.clone();
+    tokio::task::spawn_blocking(move || flush_store.flush_now())
+        .await
+        .map_err(|e| Error::Flush(e.to_string()))??;
+    tracing::info!("store flushed; bye");
+    Ok(())
+}
+
+fn delivery_settings(config: &Config) -> DeliverySettings {
+    DeliverySettings {
+        timeout: config.delivery.timeout.0,
+        retry: RetryPolicy {
+            schedule: config.delivery.retry_schedule.iter().map(|d| d.0).collect(),
+            max_retry_after: config.delivery.max_retry_after.0,
+        },
+        excerpt_limit: config.delivery.response_excerpt.0 as usize,
+        max_in_flight: config.delivery.max_in_flight,
+    }
+}
+
+/// Accepts ingest connections until `shutdown`, then lets open requests finish.
+async fn serve_ingest(
+    listener: tokio::net::TcpListener,
+    state: Arc<IngestState>,
+    header_timeout: Duration,
+    shutdown: impl Future<Output = ()>,
+) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    tracing::warn!(error = %e, "ingest accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let state = state.clone();
+        let service = service_fn(move |req| {
+            let state = state.clone();
+            async move { Ok::<_, std::convert::Infallible>(ingest::handle(state, req).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+}
+
+/// Refuses ingest while the store is over its disk budget.
+async fn watch_disk_budget(store: Arc<Store>, ingest: Arc<IngestState>, max_disk: u64) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tick.tick().await;
+        let size = store.size_on_disk();
+        let reason = (size >= max_disk).then(|| {
+            format!(
+                "the store is at its disk budget ({size} of {max_disk} bytes, storage.max_disk); \
+                 ingest resumes as retention frees space"
+            )
+        });
+        let mut refusing = ingest.refusing.write().unwrap();
+        if *refusing != reason {
+            match &reason {
+                Some(r) => tracing::warn!(reason = %r, "ingest paused"),
+                None => tracing::info!("ingest resumed: the store is under its disk budget"),
+            }
+            *refusing = reason;
+        }
+    }
+}

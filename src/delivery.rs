@@ -1,0 +1,258 @@
+//! One attempt of one delivery: prepare -> send -> classify -> record.
+
+use crate::error::Result;
+use crate::metrics::Metrics;
+use crate::model::{now_ms, rfc3339, Attempt, DeliveryStatus, Millis, Subscription};
+use crate::outbound::{AttemptOutcome, Outbound, OutboundRequest};
+use crate::registry::Registry;
+use crate::retry::{random_jitter, AttemptFacts, RetryPolicy, Verdict};
+use crate::signing::signature_header;
+use crate::store::{AttemptRecord, Loaded, Store};
+use bytes::Bytes;
+use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+/// The `user-agent` of every delivery.
+pub const USER_AGENT_VALUE: &str = concat!("hookd/", env!("CARGO_PKG_VERSION"));
+
+/// Delivery settings that a config reload may change.
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub timeout: Duration,
+    pub retry: RetryPolicy,
+    pub excerpt_limit: usize,
+    /// In-flight cap for subscriptions that do not set their own.
+    pub max_in_flight: u32,
+}
+
+/// What every attempt shares.
+pub struct DeliveryContext {
+    pub store: Arc<Store>,
+    pub registry: Arc<Registry>,
+    pub outbound: Outbound,
+    pub settings: RwLock<Arc<DeliverySettings>>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl DeliveryContext {
+    /// The settings in force now.
+    pub fn settings(&self) -> Arc<DeliverySettings> {
+        self.settings.read().unwrap().clone()
+    }
+}
+
+/// How an attempt ended, for the scheduler.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// The delivery is no longer open (or was not): nothing further.
+    Closed,
+    /// Failed, another attempt is scheduled.
+    Retrying,
+    /// The subscription was disabled by this attempt (410 Gone).
+    SubscriptionDisabled,
+}
+
+/// Makes one attempt of `delivery_id` to `sub` and records it.
+pub async fn attempt(
+    ctx: &DeliveryContext,
+    sub: &Subscription,
+    delivery_id: u64,
+) -> Result<Finished> {
+    let Some(loaded) = ctx.store.load_for_attempt(delivery_id)? else {
+        return Ok(Finished::Closed);
+    };
+    let settings = ctx.settings();
+    let started = SystemTime::now();
+    let outcome = match prepare(sub, &loaded, started, &settings) {
+        Ok(request) => ctx.outbound.send(request).await,
+        Err(reason) => AttemptOutcome {
+            status: None,
+            error: Some(crate::outbound::AttemptError::Protocol(reason)),
+            retry_after: None,
+            latency: Duration::ZERO,
+            excerpt: Vec::new(),
+        },
+    };
+    let (record, verdict) = classify(&settings.retry, &loaded, &outcome, started);
+    ctx.metrics.record_attempt(&outcome, &verdict);
+    log_attempt(sub, &loaded, &record, &outcome);
+    if ctx
+        .store
+        .record_attempt(&loaded.delivery, record)?
+        .is_none()
+    {
+        return Ok(Finished::Closed);
+    }
+    Ok(match verdict {
+        Verdict::RetryAfter(_) => Finished::Retrying,
+        Verdict::Delivered | Verdict::Dead => Finished::Closed,
+        Verdict::Gone => {
+            let reason = format!("the endpoint answered 410 Gone at {}", rfc3339(now_ms()));
+            ctx.registry
+                .disable(&ctx.store, sub.key, reason, now_ms())
+                .await?;
+            tracing::warn!(subscription = %sub.id, "subscription disabled: endpoint answered 410 Gone");
+            Finished::SubscriptionDisabled
+        }
+    })
+}
+
+/// Builds the signed request: Standard Webhooks headers, the subscription's own headers, the body.
+pub fn prepare(
+    sub: &Subscription,
+    loaded: &Loaded,
+    now: SystemTime,
+    settings: &DeliverySettings,
+) -> std::result::Result<OutboundRequest, String> {
+    let url: hyper::Uri = sub
+        .url
+        .parse()
+        .map_err(|e| format!("subscription url {:?} is invalid: {e}", sub.url))?;
+    let body = body(
+        &loaded.event.event_type,
+        loaded.event.received_at,
+        &loaded.data,
+    );
+    let timestamp = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let now_ms = timestamp as u64 * 1000;
+    let signature = signature_header(sub.signing_keys(now_ms), &loaded.event.id, timestamp, &body);
+
+    let mut headers = HeaderMap::new();
+    for (name, value) in &sub.headers {
+        if let (Ok(n), Ok(v)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(n, v);
+        }
+    }
+    // Ours last, so a custom header can never replace a signature header.
+    let set = |headers: &mut HeaderMap, name: &'static str, value: &str| {
+        if let Ok(v) = HeaderValue::from_str(value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    set(&mut headers, "webhook-id", &loaded.event.id);
+    set(&mut headers, "webhook-timestamp", &timestamp.to_string());
+    set(&mut headers, "webhook-signature", &signature);
+    Ok(OutboundRequest {
+        url,
+        headers,
+        body,
+        timeout: settings.timeout,
+        excerpt_limit: settings.excerpt_limit,
+    })
+}
+
+/// `{"type":...,"timestamp":...,"data":<data as received>}` without re-encoding `data`.
+pub fn body(event_type: &str, received_at: Millis, data: &[u8]) -> Bytes {
+    // `event_type` is [A-Za-z0-9_.:-] only, so it needs no JSON escaping.
+    let head = format!(
+        r#"{{"type":"{event_type}","timestamp":"{}","data":"#,
+        rfc3339(received_at)
+    );
+    let mut out = Vec::with_capacity(head.len() + data.len() + 1);
+    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(data);
+    out.push(b'}');
+    Bytes::from(out)
+}
+
+/// Turns an outcome into the attempt record and the delivery's next state.
+pub fn classify(
+    policy: &RetryPolicy,
+    loaded: &Loaded,
+    outcome: &AttemptOutcome,
+    started: SystemTime,
+) -> (AttemptRecord, Verdict) {
+    let no = loaded.delivery.attempts + 1;
+    let at = started
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0);
+    let verdict = policy.verdict(AttemptFacts {
+        status: outcome.status,
+        retry_after: outcome.retry_after.as_deref(),
+        attempts: no,
+        jitter: random_jitter(),
+        now: SystemTime::now(),
+    });
+    let error = match (&outcome.error, outcome.status) {
+        (Some(e), _) => Some(e.to_string()),
+        (None, Some(s)) if !(200..300).contains(&s) => Some(format!("HTTP {s}")),
+        _ => None,
+    };
+    let finished_at = now_ms();
+    let (status, next_at) = match verdict {
+        Verdict::Delivered => (DeliveryStatus::Delivered, finished_at),
+        Verdict::Dead => (DeliveryStatus::Dead, finished_at),
+        Verdict::RetryAfter(d) => (
+            DeliveryStatus::Failed,
+            finished_at + d.as_millis() as Millis,
+        ),
+        // Held with its subscription; flows again on `sub resume`.
+        Verdict::Gone => (DeliveryStatus::Failed, finished_at),
+    };
+    let record = AttemptRecord {
+        attempt: Attempt {
+            no,
+            at,
+            status: outcome.status,
+            error,
+            latency_ms: outcome.latency.as_millis().min(u32::MAX as u128) as u32,
+            response: outcome.excerpt.clone(),
+        },
+        status,
+        next_at,
+    };
+    (record, verdict)
+}
+
+fn log_attempt(
+    sub: &Subscription,
+    loaded: &Loaded,
+    record: &AttemptRecord,
+    outcome: &AttemptOutcome,
+) {
+    let delivery = crate::model::delivery_id_string(loaded.delivery.id);
+    let latency_ms = outcome.latency.as_millis() as u64;
+    let status = outcome.status.unwrap_or(0);
+    match record.status {
+        DeliveryStatus::Delivered => tracing::debug!(
+            %delivery, subscription = %sub.id, status, latency_ms, attempt = record.attempt.no, "delivered"
+        ),
+        DeliveryStatus::Dead => tracing::warn!(
+            %delivery, subscription = %sub.id, status, latency_ms, attempt = record.attempt.no,
+            error = record.attempt.error.as_deref().unwrap_or(""), "delivery dead: retries used up"
+        ),
+        _ => tracing::info!(
+            %delivery, subscription = %sub.id, status, latency_ms, attempt = record.attempt.no,
+            error = record.attempt.error.as_deref().unwrap_or(""),
+            next_in_ms = record.next_at.saturating_sub(now_ms()), "attempt failed"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_keeps_data_byte_for_byte() {
+        let data = br#"{ "b":1,  "a" : [1.50, "\u00e9"] }"#;
+        let b = body("invoice.paid", 0, data);
+        let text = std::str::from_utf8(&b).unwrap();
+        assert_eq!(
+            text,
+            r#"{"type":"invoice.paid","timestamp":"1970-01-01T00:00:00.000Z","data":{ "b":1,  "a" : [1.50, "\u00e9"] }}"#
+        );
+        let parsed: serde_json::Value = serde_json::from_slice(&b).unwrap();
+        assert_eq!(parsed["type"], "invoice.paid");
+    }
+}

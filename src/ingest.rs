@@ -1,0 +1,407 @@
+//! The ingest HTTP server: `POST /v1/events`, `POST /v1/events/batch`,
+//! `GET /healthz`, `GET /metrics`.
+//!
+//! A 2xx is sent only after the store's flusher reports the write durable.
+
+use crate::http::{error_response, json_response, read_body, BodyError, Response};
+use crate::metrics::{Gauges, IngestOutcome, Metrics};
+use crate::model::{is_valid_name, RESERVED_TYPE_PREFIX};
+use crate::registry::Registry;
+use crate::scheduler::{SchedulerStats, Wakeup};
+use crate::store::{Accepted, NewEvent, Store};
+use bytes::Bytes;
+use hyper::body::Incoming;
+use hyper::{Method, Request, StatusCode};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+/// Events in one batch request, at most.
+pub const MAX_BATCH: usize = 1000;
+
+/// Ingest settings that a config reload may change.
+#[derive(Clone)]
+pub struct IngestSettings {
+    /// SHA-256 of each accepted token: compared in constant time, never kept in clear.
+    pub token_hashes: Vec<[u8; 32]>,
+    pub max_body: usize,
+}
+
+impl IngestSettings {
+    /// Hashes the tokens.
+    pub fn new(tokens: &[String], max_body: usize) -> IngestSettings {
+        IngestSettings {
+            token_hashes: tokens.iter().map(|t| sha256(t.as_bytes())).collect(),
+            max_body,
+        }
+    }
+}
+
+/// What the ingest handlers share.
+pub struct IngestState {
+    pub store: Arc<Store>,
+    pub registry: Arc<Registry>,
+    pub wakeup: Arc<Wakeup>,
+    pub metrics: Arc<Metrics>,
+    pub stats: Arc<SchedulerStats>,
+    pub settings: RwLock<Arc<IngestSettings>>,
+    /// Why ingest refuses events right now, if it does (disk budget, shutdown).
+    pub refusing: RwLock<Option<String>>,
+    pub shutting_down: AtomicBool,
+}
+
+/// Handles one ingest request.
+pub async fn handle(state: Arc<IngestState>, req: Request<Incoming>) -> Response {
+    let path = req.uri().path().to_owned();
+    match (req.method(), path.as_str()) {
+        (&Method::GET, "/healthz") => {
+            json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+        }
+        (&Method::GET, "/metrics") => metrics(&state),
+        (&Method::POST, "/v1/events") => post_events(&state, req, false).await,
+        (&Method::POST, "/v1/events/batch") => post_events(&state, req, true).await,
+        (_, "/healthz" | "/metrics" | "/v1/events" | "/v1/events/batch") => error_response(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this path does not take that method",
+        ),
+        _ => error_response(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such endpoint; events go to POST /v1/events",
+        ),
+    }
+}
+
+fn metrics(state: &IngestState) -> Response {
+    let gauges = Gauges {
+        pending: state.store.open_total(),
+        in_flight: state.stats.in_flight.load(Ordering::Relaxed),
+        store_bytes: state.store.size_on_disk(),
+        flush_rounds: state.store.flusher().rounds.load(Ordering::Relaxed),
+        flush_micros: state.store.flusher().round_micros.load(Ordering::Relaxed),
+        subscriptions: state.registry.snapshot().len() as u64,
+    };
+    let body = state.metrics.render(&gauges);
+    hyper::Response::builder()
+        .header("content-type", "text/plain; version=0.0.4")
+        .body(crate::http::full(Bytes::from(body)))
+        .expect("static headers are valid")
+}
+
+async fn post_events(state: &IngestState, req: Request<Incoming>, batch: bool) -> Response {
+    let (outcome, response) = match accept(state, req, batch).await {
+        Ok((outcome, response)) => (outcome, response),
+        Err(refusal) => (refusal.outcome, *refusal.response),
+    };
+    state.metrics.ingest(outcome);
+    response
+}
+
+/// An ingest request that was refused, with its metric outcome.
+struct Refusal {
+    outcome: IngestOutcome,
+    response: Box<Response>,
+}
+
+fn refuse(outcome: IngestOutcome, status: StatusCode, code: &str, message: &str) -> Refusal {
+    Refusal {
+        outcome,
+        response: Box::new(error_response(status, code, message)),
+    }
+}
+
+fn unavailable(reason: &str) -> Refusal {
+    let mut response = error_response(StatusCode::SERVICE_UNAVAILABLE, "unavailable", reason);
+    response
+        .headers_mut()
+        .insert("retry-after", hyper::header::HeaderValue::from_static("5"));
+    Refusal {
+        outcome: IngestOutcome::Unavailable,
+        response: Box::new(response),
+    }
+}
+
+async fn accept(
+    state: &IngestState,
+    req: Request<Incoming>,
+    batch: bool,
+) -> Result<(IngestOutcome, Response), Refusal> {
+    let settings = state.settings.read().unwrap().clone();
+    authorize(&settings, &req)?;
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return Err(unavailable(
+            "hookd is shutting down; retry against the restarted daemon",
+        ));
+    }
+    if let Some(reason) = state.refusing.read().unwrap().clone() {
+        return Err(unavailable(&reason));
+    }
+    check_content_type(&req)?;
+    let body = read_body(req.into_body(), settings.max_body)
+        .await
+        .map_err(|e| match e {
+            BodyError::TooLarge => refuse(
+                IngestOutcome::TooLarge,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                &format!(
+                    "the body is over ingest.max_body ({} bytes)",
+                    settings.max_body
+                ),
+            ),
+            BodyError::Read(e) => refuse(
+                IngestOutcome::BadRequest,
+                StatusCode::BAD_REQUEST,
+                "bad_body",
+                &format!("the body could not be read: {e}"),
+            ),
+        })?;
+    let events = parse_events(&body, batch).map_err(|message| {
+        refuse(
+            IngestOutcome::BadRequest,
+            StatusCode::BAD_REQUEST,
+            "invalid_event",
+            &message,
+        )
+    })?;
+
+    let registry = state.registry.clone();
+    let (answers, touched) = state
+        .store
+        .ingest(&events, &|e| registry.route(e))
+        .map_err(|e| {
+            tracing::error!(error = %e, "ingest write failed");
+            unavailable("the store could not take the write; nothing was stored")
+        })?;
+    // Duplicates wait too: the first copy may not be on disk yet.
+    state.store.flusher().durable().await.map_err(|e| {
+        tracing::error!(error = %e, "ingest flush failed");
+        unavailable("the store could not make the write durable; retry")
+    })?;
+    state.wakeup.subs(&touched);
+    let fresh = answers.iter().filter(|a| !a.duplicate).count() as u64;
+    state
+        .metrics
+        .events_accepted
+        .fetch_add(fresh, Ordering::Relaxed);
+
+    if batch {
+        let results: Vec<_> = answers.iter().map(answer_json).collect();
+        return Ok((
+            IngestOutcome::Accepted,
+            json_response(StatusCode::ACCEPTED, &results),
+        ));
+    }
+    let answer = &answers[0];
+    let (status, outcome) = if answer.duplicate {
+        (StatusCode::OK, IngestOutcome::Duplicate)
+    } else {
+        (StatusCode::ACCEPTED, IngestOutcome::Accepted)
+    };
+    Ok((outcome, json_response(status, &answer_json(answer))))
+}
+
+fn answer_json(a: &Accepted) -> serde_json::Value {
+    if a.duplicate {
+        serde_json::json!({"id": a.id, "deliveries": a.deliveries, "duplicate": true})
+    } else {
+        serde_json::json!({"id": a.id, "deliveries": a.deliveries})
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn authorize(settings: &IngestSettings, req: &Request<Incoming>) -> Result<(), Refusal> {
+    if settings.token_hashes.is_empty() {
+        return Ok(());
+    }
+    let unauthorized = |message: &str| {
+        let mut r = refuse(
+            IngestOutcome::Unauthorized,
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            message,
+        );
+        r.response.headers_mut().insert(
+            "www-authenticate",
+            hyper::header::HeaderValue::from_static("Bearer"),
+        );
+        r
+    };
+    let Some(value) = req.headers().get(hyper::header::AUTHORIZATION) else {
+        return Err(unauthorized("missing Authorization: Bearer <token>"));
+    };
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| unauthorized("the Authorization header must be Bearer <token>"))?;
+    let presented = sha256(token.trim().as_bytes());
+    // Compare against every token so the time taken says nothing about which matched.
+    let mut ok = subtle::Choice::from(0);
+    for hash in &settings.token_hashes {
+        ok |= subtle::ConstantTimeEq::ct_eq(&presented[..], &hash[..]);
+    }
+    if bool::from(ok) {
+        Ok(())
+    } else {
+        Err(unauthorized("the token is not valid"))
+    }
+}
+
+fn check_content_type(req: &Request<Incoming>) -> Result<(), Refusal> {
+    let ok = req
+        .headers()
+        .get(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        })
+        .unwrap_or(false);
+    if ok {
+        Ok(())
+    } else {
+        Err(refuse(
+            IngestOutcome::UnsupportedMediaType,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send Content-Type: application/json",
+        ))
+    }
+}
+
+/// One event as posted; `data` stays raw.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Posted<'a> {
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+    id: Option<String>,
+    tenant: Option<String>,
+    ordering_key: Option<String>,
+}
+
+/// Parses and validates a single event or a batch; errors say which field of which event.
+pub fn parse_events(body: &[u8], batch: bool) -> Result<Vec<NewEvent>, String> {
+    if batch {
+        let items: Vec<&RawValue> = serde_json::from_slice(body)
+            .map_err(|e| format!("the body must be a JSON array of events: {e}"))?;
+        if items.is_empty() {
+            return Err("the batch is empty; send 1 to 1000 events".into());
+        }
+        if items.len() > MAX_BATCH {
+            return Err(format!(
+                "the batch has {} events; at most {MAX_BATCH} per request",
+                items.len()
+            ));
+        }
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                parse_event(raw.get().as_bytes()).map_err(|e| format!("events[{i}]: {e}"))
+            })
+            .collect()
+    } else {
+        Ok(vec![parse_event(body)?])
+    }
+}
+
+/// Parses and validates one event.
+fn parse_event(bytes: &[u8]) -> Result<NewEvent, String> {
+    let posted: Posted<'_> = serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_data() {
+            format!("{e}")
+        } else {
+            format!("the body is not valid JSON: {e}")
+        }
+    })?;
+    let event_type = posted
+        .event_type
+        .ok_or("field type is missing; give the event's type, e.g. \"invoice.paid\"")?;
+    if !is_valid_name(&event_type) {
+        return Err(format!(
+            "field type {event_type:?} must be 1-128 chars of [A-Za-z0-9_.:-]"
+        ));
+    }
+    if event_type.starts_with(RESERVED_TYPE_PREFIX) {
+        return Err(format!(
+            "field type {event_type:?}: types starting with {RESERVED_TYPE_PREFIX:?} are reserved for hookd's own events"
+        ));
+    }
+    let data = posted
+        .data
+        .ok_or("field data is missing; give the payload as any JSON value")?;
+    for (name, value) in [
+        ("id", &posted.id),
+        ("tenant", &posted.tenant),
+        ("ordering_key", &posted.ordering_key),
+    ] {
+        if let Some(v) = value {
+            if !is_valid_name(v) {
+                return Err(format!(
+                    "field {name} {v:?} must be 1-128 chars of [A-Za-z0-9_.:-]"
+                ));
+            }
+        }
+    }
+    Ok(NewEvent {
+        id: posted.id,
+        event_type,
+        tenant: posted.tenant,
+        ordering_key: posted.ordering_key,
+        data: Bytes::copy_from_slice(data.get().as_bytes()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_is_kept_byte_for_byte() {
+        let body = br#"{"type":"a.b","data":{ "x" : 1.50e0, "y":"\u00e9" }}"#;
+        let events = parse_events(body, false).unwrap();
+        assert_eq!(&events[0].data[..], br#"{ "x" : 1.50e0, "y":"\u00e9" }"#);
+    }
+
+    #[test]
+    fn field_errors_name_the_field() {
+        let cases: [(&[u8], &str); 7] = [
+            (b"{", "not valid JSON"),
+            (br#"{"data":1}"#, "type is missing"),
+            (br#"{"type":"a b","data":1}"#, "field type"),
+            (br#"{"type":"a"}"#, "data is missing"),
+            (br#"{"type":"a","data":1,"id":""}"#, "field id"),
+            (br#"{"type":"hookd.x","data":1}"#, "reserved"),
+            (br#"{"type":"a","data":1,"tenantt":"x"}"#, "tenantt"),
+        ];
+        for (body, want) in cases {
+            let err = parse_events(body, false).unwrap_err();
+            assert!(err.contains(want), "{err:?} should mention {want:?}");
+        }
+    }
+
+    #[test]
+    fn batch_errors_name_the_index() {
+        let err =
+            parse_events(br#"[{"type":"a","data":1},{"type":"","data":1}]"#, true).unwrap_err();
+        assert!(err.starts_with("events[1]"), "{err}");
+        assert!(parse_events(b"[]", true).unwrap_err().contains("empty"));
+        let many = format!("[{}]", vec![r#"{"type":"a","data":1}"#; 1001].join(","));
+        assert!(parse_events(many.as_bytes(), true)
+            .unwrap_err()
+            .contains("1000"));
+    }
+}

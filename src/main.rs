@@ -1,0 +1,142 @@
+//! argv -> `serve` (the daemon), `check-config`, or an admin CLI command.
+
+use clap::{Parser, Subcommand};
+use hookd::config::Config;
+use hookd::daemon::{self, Listeners};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// hookd: durable webhook delivery in one binary.
+///
+/// `hookd serve` runs the daemon; every other command talks to a running
+/// daemon over its admin socket.
+#[derive(Parser)]
+#[command(name = "hookd", version, about, long_about = None)]
+struct Cli {
+    /// The admin socket of the daemon to talk to [default: ./hookd.sock if
+    /// present, else /run/hookd/admin.sock].
+    #[arg(long, global = true, env = "HOOKD_SOCKET")]
+    socket: Option<PathBuf>,
+    /// Print the API's JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon (without --config: development defaults in the current directory).
+    Serve {
+        /// The TOML config file; see config.example.toml.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Validate a config file and print the effective values.
+    CheckConfig {
+        /// The TOML config file to check.
+        file: PathBuf,
+    },
+    #[command(flatten)]
+    Admin(hookd::cli::AdminCommand),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::CheckConfig { file } => match Config::load(&file) {
+            Ok(config) => {
+                println!("{file}: ok\n\n{config:#?}", file = file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Admin(command) => {
+            let socket = cli.socket.unwrap_or_else(hookd::cli::default_socket);
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime starts");
+            match runtime.block_on(hookd::cli::run(&socket, cli.json, command)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn serve(config_path: Option<PathBuf>) -> ExitCode {
+    let config = match &config_path {
+        Some(path) => match Config::load(path) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("error: {e}");
+                return ExitCode::from(2);
+            }
+        },
+        None => Config::development(),
+    };
+    init_logging(&config.log.level);
+    if config_path.is_none() {
+        tracing::info!(
+            "no --config: development mode (store ./hookd-data, socket ./hookd.sock, loopback delivery allowed)"
+        );
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        let listeners = Listeners::bind(&config)?;
+        daemon::run(config, listeners, shutdown_signal()).await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "hookd stopped");
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM received"),
+        _ = int.recv() => tracing::info!("SIGINT received"),
+    }
+}
+
+/// `RUST_LOG` wins over the config's level; under journald no timestamps (it adds its own).
+fn init_logging(level: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(false);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,181 @@
+//! The scheduler's side: read due deliveries in bounded batches, load one for
+//! an attempt, record the attempt's outcome.
+
+use super::{codec, keys, Store};
+use crate::error::Result;
+use crate::model::{Attempt, Delivery, DeliveryStatus, Event, Millis};
+use bytes::{Bytes, BytesMut};
+
+/// One bounded read of a subscription's due index.
+#[derive(Debug, Default)]
+pub struct DueScan {
+    /// Due deliveries (id, next_at), oldest first.
+    pub ready: Vec<u64>,
+    /// When the next entry not yet taken becomes due: now if more are due
+    /// than the batch held, `None` if the index holds nothing else.
+    pub next_due: Option<Millis>,
+}
+
+/// Everything one attempt needs.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub delivery: Delivery,
+    pub event: Event,
+    pub data: Bytes,
+}
+
+/// The outcome of an attempt, to be recorded.
+#[derive(Debug, Clone)]
+pub struct AttemptRecord {
+    pub attempt: Attempt,
+    pub status: DeliveryStatus,
+    /// When the next attempt is due, if `status` is open.
+    pub next_at: Millis,
+}
+
+impl Store {
+    /// Up to `limit` deliveries of `sub_key` due at `now`, skipping those
+    /// `busy` says are already on the wire.
+    pub fn due_batch(
+        &self,
+        sub_key: u64,
+        now: Millis,
+        limit: usize,
+        busy: &dyn Fn(u64) -> bool,
+    ) -> Result<DueScan> {
+        let mut scan = DueScan::default();
+        for item in self.data.scan_prefix(keys::due_prefix(sub_key)) {
+            let (k, _) = item?;
+            let Some((_, next_at, delivery)) = keys::parse_due(&k) else {
+                continue;
+            };
+            if next_at > now {
+                scan.next_due = Some(next_at);
+                break;
+            }
+            if busy(delivery) {
+                continue;
+            }
+            if scan.ready.len() == limit {
+                scan.next_due = Some(now);
+                break;
+            }
+            scan.ready.push(delivery);
+        }
+        Ok(scan)
+    }
+
+    /// Loads a delivery with its event and data; `None` if it is no longer open.
+    pub fn load_for_attempt(&self, delivery_id: u64) -> Result<Option<Loaded>> {
+        let Some(delivery) = self.delivery(delivery_id)? else {
+            return Ok(None);
+        };
+        if !delivery.status.is_open() {
+            return Ok(None);
+        }
+        let Some((event, data)) = self.event_by_seq(delivery.event_seq)? else {
+            return Ok(None);
+        };
+        Ok(Some(Loaded {
+            delivery,
+            event,
+            data,
+        }))
+    }
+
+    /// Records an attempt and moves the delivery on, unless it changed meanwhile
+    /// (cancelled, or rescheduled by an operator). Not waited on for durability:
+    /// a crash before the next flush repeats the attempt, which at-least-once allows.
+    pub fn record_attempt(
+        &self,
+        before: &Delivery,
+        record: AttemptRecord,
+    ) -> Result<Option<Delivery>> {
+        let _guard = self.delivery_lock.lock().unwrap();
+        let Some(current) = self.delivery(before.id)? else {
+            return Ok(None);
+        };
+        if current.next_at != before.next_at || current.status != before.status {
+            return Ok(None);
+        }
+        let mut next = current.clone();
+        next.attempts = record.attempt.no;
+        next.status = record.status;
+        next.updated_at = record.attempt.at;
+        next.last_status = record.attempt.status;
+        next.last_error = record.attempt.error.clone();
+        next.next_at = record.next_at;
+
+        let mut batch = sled::Batch::default();
+        batch.remove(&keys::due(current.sub_key, current.next_at, current.id));
+        if next.status.is_open() {
+            batch.insert(&keys::due(next.sub_key, next.next_at, next.id), &[]);
+        }
+        batch.insert(
+            &keys::with_u64(keys::DELIVERY, next.id),
+            codec::encode(&next),
+        );
+        batch.insert(
+            &keys::attempt(next.id, record.attempt.no),
+            codec::encode(&record.attempt),
+        );
+        self.data.apply_batch(batch)?;
+        drop(_guard);
+        if !next.status.is_open() {
+            self.adjust_open(next.sub_key, -1);
+        }
+        Ok(Some(next))
+    }
+
+    /// Moves open deliveries due later than `now` to `now` (a resumed or
+    /// rescheduled subscription). Returns how many moved.
+    pub fn reschedule_open(&self, sub_key: u64, now: Millis) -> Result<usize> {
+        let _guard = self.delivery_lock.lock().unwrap();
+        let mut moved = 0;
+        let mut batch = sled::Batch::default();
+        for item in self.data.scan_prefix(keys::due_prefix(sub_key)) {
+            let (k, _) = item?;
+            let Some((_, next_at, id)) = keys::parse_due(&k) else {
+                continue;
+            };
+            if next_at <= now {
+                continue;
+            }
+            let Some(mut delivery) = self.delivery(id)? else {
+                continue;
+            };
+            batch.remove(k);
+            delivery.next_at = now;
+            batch.insert(&keys::due(sub_key, now, id), &[]);
+            batch.insert(
+                &keys::with_u64(keys::DELIVERY, id),
+                codec::encode(&delivery),
+            );
+            moved += 1;
+        }
+        self.data.apply_batch(batch)?;
+        Ok(moved)
+    }
+
+    /// A delivery record.
+    pub fn delivery(&self, id: u64) -> Result<Option<Delivery>> {
+        self.data
+            .get(keys::with_u64(keys::DELIVERY, id))?
+            .map(|v| codec::decode(&v, "delivery"))
+            .transpose()
+    }
+
+    /// An event header and its data, by sequence number.
+    pub fn event_by_seq(&self, seq: u64) -> Result<Option<(Event, Bytes)>> {
+        let Some(v) = self.data.get(keys::with_u64(keys::EVENT, seq))? else {
+            return Ok(None);
+        };
+        let event: Event = codec::decode(&v, "event")?;
+        let mut data = BytesMut::with_capacity(event.data_len as usize);
+        for item in self.data.scan_prefix(keys::with_u64(keys::CHUNK, seq)) {
+            let (_, chunk) = item?;
+            data.extend_from_slice(&chunk);
+        }
+        Ok(Some((event, data.freeze())))
+    }
+}

@@ -1,0 +1,117 @@
+//! Group commit: one flusher task makes writes durable for every waiter at once.
+//!
+//! A writer writes to sled, then calls [`Flusher::durable`]. It takes a ticket
+//! after its write; the flusher notes the highest ticket *before* it starts a
+//! flush, so every ticket up to that one is covered when the flush ends.
+//! sled's `flush` ends in `sync_file_range`, which survives a crash but not a
+//! power cut, so each round also `fsync`s the data file.
+
+use crate::error::{Error, Result};
+use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{watch, Notify};
+
+/// Where the flusher stands.
+#[derive(Debug, Clone, Default)]
+struct Flushed {
+    /// Every ticket up to this one is on disk.
+    through: u64,
+    /// Set once a flush failed: the store is unusable.
+    failed: Option<String>,
+}
+
+/// The shared handle writers wait on.
+pub struct Flusher {
+    tickets: AtomicU64,
+    wake: Notify,
+    state: watch::Receiver<Flushed>,
+    /// Flush rounds done and their total time, for metrics.
+    pub rounds: AtomicU64,
+    pub round_micros: AtomicU64,
+}
+
+impl Flusher {
+    /// Starts the flusher task for `db`, fsyncing `data_file` after each flush.
+    pub fn start(db: sled::Db, data_file: File) -> Arc<Flusher> {
+        let (tx, rx) = watch::channel(Flushed::default());
+        let flusher = Arc::new(Flusher {
+            tickets: AtomicU64::new(0),
+            wake: Notify::new(),
+            state: rx,
+            rounds: AtomicU64::new(0),
+            round_micros: AtomicU64::new(0),
+        });
+        let data_file = Arc::new(data_file);
+        let me = flusher.clone();
+        tokio::spawn(async move {
+            loop {
+                let target = me.tickets.load(Ordering::SeqCst);
+                if target <= tx.borrow().through {
+                    // Exit when every handle but ours is gone and nothing is owed.
+                    if Arc::strong_count(&me) == 1 {
+                        return;
+                    }
+                    tokio::select! {
+                        _ = me.wake.notified() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    }
+                    continue;
+                }
+                let (db, file) = (db.clone(), data_file.clone());
+                let started = Instant::now();
+                let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+                    db.flush().map_err(std::io::Error::other)?;
+                    file.sync_all()
+                })
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
+                me.rounds.fetch_add(1, Ordering::Relaxed);
+                me.round_micros
+                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                match result {
+                    Ok(()) => {
+                        tx.send_modify(|s| s.through = target);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "store flush failed; the store is unusable");
+                        tx.send_modify(|s| s.failed = Some(e.to_string()));
+                        return;
+                    }
+                }
+            }
+        });
+        flusher
+    }
+
+    /// Waits until everything written before this call is on disk.
+    pub async fn durable(&self) -> Result<()> {
+        let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        self.wake.notify_one();
+        let mut state = self.state.clone();
+        let seen = state
+            .wait_for(|s| s.through >= ticket || s.failed.is_some())
+            .await
+            .map_err(|_| Error::Flush("the flusher stopped".into()))?;
+        match &seen.failed {
+            Some(reason) if seen.through < ticket => Err(Error::Flush(reason.clone())),
+            _ => Ok(()),
+        }
+    }
+
+    /// The reason the store became unusable, if it did.
+    pub fn failure(&self) -> Option<String> {
+        self.state.borrow().failed.clone()
+    }
+
+    /// Resolves once a flush has failed.
+    pub async fn failed(&self) -> String {
+        let mut state = self.state.clone();
+        let reason = match state.wait_for(|s| s.failed.is_some()).await {
+            Ok(s) => s.failed.clone().unwrap_or_default(),
+            Err(_) => "the flusher stopped".into(),
+        };
+        reason
+    }
+}

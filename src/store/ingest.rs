@@ -1,0 +1,136 @@
+//! The ingest write: events, their data, deliveries and due keys in one batch.
+
+use super::{codec, keys, Store};
+use crate::error::Result;
+use crate::model::{now_ms, Delivery, DeliveryStatus, Event};
+use bytes::Bytes;
+use std::collections::HashMap;
+
+/// An event as validated by ingest, before it is stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: Option<String>,
+    pub event_type: String,
+    pub tenant: Option<String>,
+    pub ordering_key: Option<String>,
+    /// `data` exactly as posted.
+    pub data: Bytes,
+}
+
+/// What ingest answers for one event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub id: String,
+    pub deliveries: usize,
+    /// The id was already accepted: nothing new was stored.
+    pub duplicate: bool,
+}
+
+impl Store {
+    /// Stores events all-or-nothing, fanning each out to the subscription keys
+    /// `route` picks. Not yet durable: wait on the flusher before answering.
+    /// Returns one answer per event and the subscriptions that got new work.
+    pub fn ingest(
+        &self,
+        events: &[NewEvent],
+        route: &dyn Fn(&NewEvent) -> Vec<u64>,
+    ) -> Result<(Vec<Accepted>, Vec<u64>)> {
+        let now = now_ms();
+        let mut batch = sled::Batch::default();
+        let mut answers = Vec::with_capacity(events.len());
+        let mut touched: HashMap<u64, i64> = HashMap::new();
+        // Ids new in this very batch: a repeat inside it is a duplicate too.
+        let mut fresh: HashMap<&str, usize> = HashMap::new();
+
+        let _guard = self.ingest_lock.lock().unwrap();
+        for event in events {
+            if let Some(id) = event.id.as_deref() {
+                if let Some(&n) = fresh.get(id) {
+                    answers.push(duplicate(id, n));
+                    continue;
+                }
+                if let Some(n) = self.known_event_deliveries(id)? {
+                    answers.push(duplicate(id, n));
+                    continue;
+                }
+            }
+            let id = match &event.id {
+                Some(id) => id.clone(),
+                None => format!("evt_{}", ulid::Ulid::new()),
+            };
+            let seq = self.db.generate_id()?;
+            let subs = route(event);
+            let mut delivery_ids = Vec::with_capacity(subs.len());
+            for &sub_key in &subs {
+                let delivery_id = self.db.generate_id()?;
+                let delivery = Delivery {
+                    id: delivery_id,
+                    event_seq: seq,
+                    sub_key,
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    next_at: now,
+                    created_at: now,
+                    updated_at: now,
+                    last_status: None,
+                    last_error: None,
+                };
+                batch.insert(
+                    &keys::with_u64(keys::DELIVERY, delivery_id),
+                    codec::encode(&delivery),
+                );
+                batch.insert(&keys::due(sub_key, now, delivery_id), &[]);
+                delivery_ids.push(delivery_id);
+                *touched.entry(sub_key).or_insert(0) += 1;
+            }
+            let record = Event {
+                id: id.clone(),
+                event_type: event.event_type.clone(),
+                tenant: event.tenant.clone(),
+                ordering_key: event.ordering_key.clone(),
+                received_at: now,
+                data_len: event.data.len() as u32,
+                deliveries: delivery_ids,
+            };
+            batch.insert(&keys::with_u64(keys::EVENT, seq), codec::encode(&record));
+            for (no, chunk) in event.data.chunks(keys::CHUNK_SIZE).enumerate() {
+                batch.insert(&keys::chunk(seq, no as u16), chunk);
+            }
+            batch.insert(keys::idem(&id), &seq.to_be_bytes());
+            if let Some(given) = event.id.as_deref() {
+                fresh.insert(given, subs.len());
+            }
+            answers.push(Accepted {
+                id,
+                deliveries: subs.len(),
+                duplicate: false,
+            });
+        }
+        self.data.apply_batch(batch)?;
+        drop(_guard);
+        for (&sub, &n) in &touched {
+            self.adjust_open(sub, n);
+        }
+        Ok((answers, touched.into_keys().collect()))
+    }
+
+    /// The number of deliveries of an already accepted event with this id.
+    fn known_event_deliveries(&self, id: &str) -> Result<Option<usize>> {
+        let Some(seq) = self.data.get(keys::idem(id))? else {
+            return Ok(None);
+        };
+        let seq = keys::be(&seq);
+        Ok(match self.data.get(keys::with_u64(keys::EVENT, seq))? {
+            Some(v) => Some(codec::decode::<Event>(&v, "event")?.deliveries.len()),
+            None => Some(0),
+        })
+    }
+}
+
+fn duplicate(id: &str, deliveries: usize) -> Accepted {
+    Accepted {
+        id: id.to_string(),
+        deliveries,
+        duplicate: true,
+    }
+}

@@ -1,0 +1,103 @@
+//! Key layouts of the one data tree. Fixed-width big-endian numbers, so byte
+//! order is number order and range scans walk time and sequence order.
+
+/// Subscriptions: `S` ‖ sub key.
+pub const SUB: u8 = b'S';
+/// Event headers: `E` ‖ event seq.
+pub const EVENT: u8 = b'E';
+/// Event data chunks: `C` ‖ event seq ‖ chunk no (u16).
+pub const CHUNK: u8 = b'C';
+/// Idempotency: `I` ‖ event id bytes → event seq.
+pub const IDEM: u8 = b'I';
+/// Deliveries: `D` ‖ delivery id.
+pub const DELIVERY: u8 = b'D';
+/// Due index of open deliveries: `Q` ‖ sub key ‖ next_at ‖ delivery id → ().
+pub const DUE: u8 = b'Q';
+/// Attempts: `A` ‖ delivery id ‖ attempt no (u32).
+pub const ATTEMPT: u8 = b'A';
+
+/// Event data is stored in chunks this large at most: well below sled's
+/// blob threshold (~128 KiB), whose files sled never fsyncs.
+pub const CHUNK_SIZE: usize = 32 * 1024;
+
+/// `tag ‖ n`.
+pub fn with_u64(tag: u8, n: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = tag;
+    k[1..].copy_from_slice(&n.to_be_bytes());
+    k
+}
+
+/// `C ‖ seq ‖ chunk`.
+pub fn chunk(seq: u64, no: u16) -> [u8; 11] {
+    let mut k = [0u8; 11];
+    k[..9].copy_from_slice(&with_u64(CHUNK, seq));
+    k[9..].copy_from_slice(&no.to_be_bytes());
+    k
+}
+
+/// `I ‖ id`.
+pub fn idem(id: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(1 + id.len());
+    k.push(IDEM);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+/// `Q ‖ sub ‖ next_at ‖ delivery`.
+pub fn due(sub: u64, next_at: u64, delivery: u64) -> [u8; 25] {
+    let mut k = [0u8; 25];
+    k[0] = DUE;
+    k[1..9].copy_from_slice(&sub.to_be_bytes());
+    k[9..17].copy_from_slice(&next_at.to_be_bytes());
+    k[17..].copy_from_slice(&delivery.to_be_bytes());
+    k
+}
+
+/// `Q ‖ sub`: the prefix of one subscription's due entries.
+pub fn due_prefix(sub: u64) -> [u8; 9] {
+    with_u64(DUE, sub)
+}
+
+/// Splits a due key into (sub, next_at, delivery).
+pub fn parse_due(k: &[u8]) -> Option<(u64, u64, u64)> {
+    if k.len() != 25 || k[0] != DUE {
+        return None;
+    }
+    Some((be(&k[1..9]), be(&k[9..17]), be(&k[17..25])))
+}
+
+/// `A ‖ delivery ‖ no`.
+pub fn attempt(delivery: u64, no: u32) -> [u8; 13] {
+    let mut k = [0u8; 13];
+    k[..9].copy_from_slice(&with_u64(ATTEMPT, delivery));
+    k[9..].copy_from_slice(&no.to_be_bytes());
+    k
+}
+
+/// The number in the 8 bytes after a one-byte tag.
+pub fn tail_u64(k: &[u8]) -> Option<u64> {
+    (k.len() >= 9).then(|| be(&k[1..9]))
+}
+
+/// A big-endian u64 from exactly 8 bytes.
+pub fn be(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_be_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn due_keys_sort_by_sub_then_time_then_id() {
+        let a = due(1, 100, 9);
+        let b = due(1, 200, 1);
+        let c = due(2, 50, 1);
+        assert!(a < b && b < c);
+        assert_eq!(parse_due(&b), Some((1, 200, 1)));
+        assert!(a.starts_with(&due_prefix(1)));
+    }
+}

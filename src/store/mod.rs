@@ -1,0 +1,229 @@
+//! The only module that touches sled: tree names, key layouts, record codec,
+//! group commit. Everything above it speaks in `model` types.
+//!
+//! One data tree holds every record kind under a one-byte tag (see `keys`), so
+//! an event, its deliveries and their due keys land in one atomic `apply_batch`.
+
+mod codec;
+mod deliveries;
+mod flush;
+mod ingest;
+mod keys;
+mod queries;
+
+pub use deliveries::{AttemptRecord, DueScan, Loaded};
+pub use flush::Flusher;
+pub use ingest::{Accepted, NewEvent};
+pub use queries::{DeliveryFilter, EventDetail, EventFilter};
+
+use crate::error::{Error, Result};
+use crate::model::Subscription;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// The schema this hookd writes; it opens stores of this version or older.
+pub const SCHEMA_VERSION: u32 = 1;
+const SCHEMA_KEY: &[u8] = b"schema";
+
+/// The open store. Cheap to share behind an `Arc`.
+pub struct Store {
+    db: sled::Db,
+    data: sled::Tree,
+    flusher: Arc<Flusher>,
+    path: PathBuf,
+    /// Held across the idempotency check and the write of an ingest, so two
+    /// requests with one id cannot both be accepted.
+    ingest_lock: Mutex<()>,
+    /// Held while a delivery record is read and rewritten, so an attempt's
+    /// outcome and an operator's change never interleave.
+    delivery_lock: Mutex<()>,
+    /// Open deliveries per subscription key, counted at open and kept live.
+    open: Mutex<HashMap<u64, u64>>,
+}
+
+/// How to open the store.
+pub struct StoreOptions<'a> {
+    pub path: &'a Path,
+    pub cache_bytes: u64,
+}
+
+impl Store {
+    /// Opens (or creates) the store; refuses, with what to do, a store it cannot use.
+    ///
+    /// Must run inside a tokio runtime: it starts the flusher task.
+    pub fn open(options: StoreOptions<'_>) -> Result<Arc<Store>> {
+        let path = options.path;
+        let open_err = |reason: String| Error::StoreOpen {
+            path: path.to_owned(),
+            reason,
+        };
+        create_private_dir(path).map_err(|e| open_err(format!("cannot create it: {e}")))?;
+        let db = sled::Config::new()
+            .path(path)
+            .cache_capacity(options.cache_bytes)
+            .mode(sled::Mode::LowSpace)
+            .open()
+            .map_err(|e| open_err(describe_open_error(&e)))?;
+        let meta = db.open_tree("meta")?;
+        let data = db.open_tree("data")?;
+        match meta.get(SCHEMA_KEY)? {
+            Some(v) => {
+                let version = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
+                    open_err("its schema marker is damaged; restore it from a backup".into())
+                })?);
+                if version > SCHEMA_VERSION {
+                    return Err(open_err(format!(
+                        "it was written by a newer hookd (schema {version}; this one reads up to \
+                         {SCHEMA_VERSION}); run that newer hookd or restore a backup"
+                    )));
+                }
+            }
+            None if data.is_empty() => {
+                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
+            }
+            None => {
+                return Err(open_err(
+                    "it holds data but no schema marker; it is not a hookd store or is damaged"
+                        .into(),
+                ))
+            }
+        }
+        let data_file = std::fs::File::open(path.join("db"))
+            .map_err(|e| open_err(format!("cannot open its data file for fsync: {e}")))?;
+        restrict_files(path);
+        let flusher = Flusher::start(db.clone(), data_file);
+        let store = Store {
+            db,
+            data,
+            flusher,
+            path: path.to_owned(),
+            ingest_lock: Mutex::new(()),
+            delivery_lock: Mutex::new(()),
+            open: Mutex::new(HashMap::new()),
+        };
+        store.count_open_deliveries()?;
+        Ok(Arc::new(store))
+    }
+
+    /// The group-commit handle: wait on it before acknowledging a write.
+    pub fn flusher(&self) -> &Flusher {
+        &self.flusher
+    }
+
+    /// Where the store lives.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Bytes the store occupies on disk.
+    pub fn size_on_disk(&self) -> u64 {
+        self.db.size_on_disk().unwrap_or(0)
+    }
+
+    /// Flushes and fsyncs now, bypassing group commit (shutdown).
+    pub fn flush_now(&self) -> Result<()> {
+        self.db.flush()?;
+        std::fs::File::open(self.path.join("db"))
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::io("fsync of the store's data file", e))
+    }
+
+    /// Every subscription, for the in-memory routing table.
+    pub fn subscriptions(&self) -> Result<Vec<Subscription>> {
+        let mut subs = Vec::new();
+        for item in self.data.scan_prefix([keys::SUB]) {
+            let (_, v) = item?;
+            subs.push(codec::decode(&v, "subscription")?);
+        }
+        Ok(subs)
+    }
+
+    /// Writes a subscription durably (create or update).
+    pub async fn put_subscription(&self, sub: &Subscription) -> Result<()> {
+        self.data
+            .insert(keys::with_u64(keys::SUB, sub.key), codec::encode(sub))?;
+        self.flusher.durable().await
+    }
+
+    /// A fresh number for a subscription's index keys.
+    pub fn next_id(&self) -> Result<u64> {
+        Ok(self.db.generate_id()?)
+    }
+
+    /// Open deliveries of one subscription.
+    pub fn open_count(&self, sub_key: u64) -> u64 {
+        self.open
+            .lock()
+            .unwrap()
+            .get(&sub_key)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Open deliveries in all.
+    pub fn open_total(&self) -> u64 {
+        self.open.lock().unwrap().values().sum()
+    }
+
+    fn adjust_open(&self, sub_key: u64, delta: i64) {
+        let mut open = self.open.lock().unwrap();
+        let n = open.entry(sub_key).or_insert(0);
+        *n = n.saturating_add_signed(delta);
+    }
+
+    fn count_open_deliveries(&self) -> Result<()> {
+        let mut open = HashMap::new();
+        for item in self.data.scan_prefix([keys::DUE]) {
+            let (k, _) = item?;
+            if let Some((sub, _, _)) = keys::parse_due(&k) {
+                *open.entry(sub).or_insert(0u64) += 1;
+            }
+        }
+        *self.open.lock().unwrap() = open;
+        Ok(())
+    }
+}
+
+fn describe_open_error(e: &sled::Error) -> String {
+    match e {
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+            "it is locked by another process (is another hookd running on it?); stop that \
+             process or point storage.path elsewhere"
+                .into()
+        }
+        sled::Error::Corruption { .. } => format!(
+            "it is corrupt ({e}); hookd will not reset it: restore it from a backup, or move \
+             it aside to start empty"
+        ),
+        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
+            format!("permission denied ({io}); run hookd as the store's owner")
+        }
+        other => format!("cannot open it: {other}"),
+    }
+}
+
+/// The store directory is private to hookd's user.
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    if !path.exists() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(path)?;
+    }
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
+}
+
+/// sled creates its files with the umask's mode; make them owner-only.
+fn restrict_files(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
+            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600));
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The admin side: listings, lookups, redelivery, cancellation.
+
+use super::{codec, keys, Store};
+use crate::error::Result;
+use crate::model::{now_ms, Attempt, Delivery, DeliveryStatus, Event, Millis};
+use bytes::Bytes;
+
+/// What `event list` selects.
+#[derive(Debug, Default, Clone)]
+pub struct EventFilter {
+    pub event_type: Option<String>,
+    /// Events with at least one delivery in this status.
+    pub status: Option<DeliveryStatus>,
+    pub limit: usize,
+}
+
+/// What `delivery list` selects.
+#[derive(Debug, Default, Clone)]
+pub struct DeliveryFilter {
+    pub sub_key: Option<u64>,
+    pub status: Option<DeliveryStatus>,
+    pub limit: usize,
+}
+
+/// An event with its data and deliveries.
+#[derive(Debug, Clone)]
+pub struct EventDetail {
+    pub seq: u64,
+    pub event: Event,
+    pub data: Bytes,
+    pub deliveries: Vec<Delivery>,
+}
+
+impl Store {
+    /// Newest events first.
+    pub fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventDetail>> {
+        let mut out = Vec::new();
+        for item in self.data.scan_prefix([keys::EVENT]).rev() {
+            if out.len() >= filter.limit {
+                break;
+            }
+            let (k, v) = item?;
+            let event: Event = codec::decode(&v, "event")?;
+            if filter
+                .event_type
+                .as_deref()
+                .is_some_and(|t| t != event.event_type)
+            {
+                continue;
+            }
+            let deliveries = self.deliveries_of(&event)?;
+            if let Some(status) = filter.status {
+                if !deliveries.iter().any(|d| d.status == status) {
+                    continue;
+                }
+            }
+            out.push(EventDetail {
+                seq: keys::tail_u64(&k).unwrap_or(0),
+                event,
+                data: Bytes::new(),
+                deliveries,
+            });
+        }
+        Ok(out)
+    }
+
+    /// An event by its id, with data and deliveries.
+    pub fn event_detail(&self, id: &str) -> Result<Option<EventDetail>> {
+        let Some(seq) = self.data.get(keys::idem(id))? else {
+            return Ok(None);
+        };
+        let seq = keys::be(&seq);
+        let Some((event, data)) = self.event_by_seq(seq)? else {
+            return Ok(None);
+        };
+        let deliveries = self.deliveries_of(&event)?;
+        Ok(Some(EventDetail {
+            seq,
+            event,
+            data,
+            deliveries,
+        }))
+    }
+
+    fn deliveries_of(&self, event: &Event) -> Result<Vec<Delivery>> {
+        let mut out = Vec::with_capacity(event.deliveries.len());
+        for &id in &event.deliveries {
+            if let Some(d) = self.delivery(id)? {
+                out.push(d);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Newest deliveries first. Open deliveries of one subscription are read
+    /// from its due index; anything else is a scan.
+    pub fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>> {
+        let mut out = Vec::new();
+        for item in self.data.scan_prefix([keys::DELIVERY]).rev() {
+            if out.len() >= filter.limit {
+                break;
+            }
+            let (_, v) = item?;
+            let d: Delivery = codec::decode(&v, "delivery")?;
+            if filter.sub_key.is_some_and(|s| s != d.sub_key) {
+                continue;
+            }
+            if filter.status.is_some_and(|s| s != d.status) {
+                continue;
+            }
+            out.push(d);
+        }
+        Ok(out)
+    }
+
+    /// Every attempt of a delivery, oldest first.
+    pub fn attempts(&self, delivery_id: u64) -> Result<Vec<Attempt>> {
+        let mut out = Vec::new();
+        for item in self
+            .data
+            .scan_prefix(keys::with_u64(keys::ATTEMPT, delivery_id))
+        {
+            let (_, v) = item?;
+            out.push(codec::decode(&v, "attempt")?);
+        }
+        Ok(out)
+    }
+
+    /// The header of the event stored under `seq`.
+    pub fn event_header(&self, seq: u64) -> Result<Option<Event>> {
+        self.data
+            .get(keys::with_u64(keys::EVENT, seq))?
+            .map(|v| codec::decode(&v, "event"))
+            .transpose()
+    }
+
+    /// Makes a new delivery of event `seq` to each subscription key, due now,
+    /// durably. Returns the new delivery ids.
+    pub async fn requeue(&self, seq: u64, sub_keys: &[u64]) -> Result<Vec<u64>> {
+        let ids = {
+            let _guard = self.delivery_lock.lock().unwrap();
+            let Some(mut event) = self.event_header(seq)? else {
+                return Ok(Vec::new());
+            };
+            let now = now_ms();
+            let mut batch = sled::Batch::default();
+            let mut ids = Vec::with_capacity(sub_keys.len());
+            for &sub_key in sub_keys {
+                let id = self.db.generate_id()?;
+                let delivery = Delivery {
+                    id,
+                    event_seq: seq,
+                    sub_key,
+                    status: DeliveryStatus::Pending,
+                    attempts: 0,
+                    next_at: now,
+                    created_at: now,
+                    updated_at: now,
+                    last_status: None,
+                    last_error: None,
+                };
+                batch.insert(
+                    &keys::with_u64(keys::DELIVERY, id),
+                    codec::encode(&delivery),
+                );
+                batch.insert(&keys::due(sub_key, now, id), &[]);
+                event.deliveries.push(id);
+                ids.push(id);
+            }
+            batch.insert(&keys::with_u64(keys::EVENT, seq), codec::encode(&event));
+            self.data.apply_batch(batch)?;
+            for &sub_key in sub_keys {
+                self.adjust_open(sub_key, 1);
+            }
+            ids
+        };
+        self.flusher.durable().await?;
+        Ok(ids)
+    }
+
+    /// Events received since `since`, newest first, with their sequence numbers.
+    pub fn events_since(&self, since: Millis) -> Result<Vec<(u64, Event)>> {
+        let mut out = Vec::new();
+        for item in self.data.scan_prefix([keys::EVENT]).rev() {
+            let (k, v) = item?;
+            let event: Event = codec::decode(&v, "event")?;
+            if event.received_at < since {
+                break;
+            }
+            out.push((keys::tail_u64(&k).unwrap_or(0), event));
+        }
+        Ok(out)
+    }
+
+    /// Removes a subscription and cancels its open deliveries, durably.
+    pub async fn remove_subscription(&self, sub_key: u64) -> Result<u64> {
+        let mut cancelled = 0;
+        {
+            let _guard = self.delivery_lock.lock().unwrap();
+            let now = now_ms();
+            let mut batch = sled::Batch::default();
+            batch.remove(&keys::with_u64(keys::SUB, sub_key));
+            for item in self.data.scan_prefix(keys::due_prefix(sub_key)) {
+                let (k, _) = item?;
+                if let Some((_, _, id)) = keys::parse_due(&k) {
+                    if let Some(mut d) = self.delivery(id)? {
+                        d.status = DeliveryStatus::Cancelled;
+                        d.updated_at = now;
+                        batch.insert(&keys::with_u64(keys::DELIVERY, id), codec::encode(&d));
+                    }
+                }
+                batch.remove(k);
+                cancelled += 1;
+            }
+            self.data.apply_batch(batch)?;
+            self.open.lock().unwrap().remove(&sub_key);
+        }
+        self.flusher.durable().await?;
+        Ok(cancelled)
+    }
+}
