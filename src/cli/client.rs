@@ -2,15 +2,13 @@
 //!
 //! Used by the CLI and reusable from tests:
 //!
-//! ```no_run
-//! # async fn demo() -> Result<(), cli_scratch::cli::CliError> {
-//! use cli_scratch::cli::client::{AdminClient, with_query};
+//! ```ignore
+//! use crate::cli::client::{with_query, AdminClient};
+//!
 //! let client = AdminClient::new("/run/hookd/admin.sock");
-//! let status: cli_scratch::api::Status = client.get_json("/v1/status").await?;
+//! let status: crate::api::Status = client.get_json("/v1/status").await?;
 //! let path = with_query("/v1/deliveries", &[("key", Some("order 42")), ("limit", None)]);
 //! let (code, body) = client.request(hyper::Method::GET, &path, None).await?;
-//! # let _ = (status, code, body);
-//! # Ok(()) }
 //! ```
 
 use std::path::{Path, PathBuf};

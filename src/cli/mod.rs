@@ -34,24 +34,40 @@ pub fn default_socket() -> PathBuf {
     }
 }
 
+/// Environment variable naming the admin socket when `--socket` is not given.
+pub const SOCKET_ENV: &str = "HOOKD_SOCKET";
+
 /// Options of every admin command. Flatten into the top-level parser with
 /// `#[command(flatten)]`; both are global, so they may come before or after
 /// the subcommand.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct GlobalArgs {
-    /// Admin socket of the daemon [default: ./hookd.sock if it exists, else /run/hookd/admin.sock]
-    #[arg(long, global = true, env = "HOOKD_SOCKET", value_name = "PATH")]
+    /// Admin socket of the daemon; HOOKD_SOCKET also sets it [default: ./hookd.sock if it exists, else /run/hookd/admin.sock]
+    #[arg(
+        long,
+        global = true,
+        value_name = "PATH",
+        help_heading = "Global options"
+    )]
     pub socket: Option<PathBuf>,
 
     /// Print the API's JSON answer (pretty-printed) instead of tables
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = "Global options")]
     pub json: bool,
 }
 
 impl GlobalArgs {
-    /// The socket to use: `--socket`, else `HOOKD_SOCKET`, else [`default_socket`].
+    /// The socket to use: `--socket`, else `HOOKD_SOCKET` (when set and not
+    /// empty), else [`default_socket`].
     pub fn socket_path(&self) -> PathBuf {
-        self.socket.clone().unwrap_or_else(default_socket)
+        self.socket
+            .clone()
+            .or_else(|| {
+                std::env::var_os(SOCKET_ENV)
+                    .filter(|v| !v.is_empty())
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(default_socket)
     }
 }
 
@@ -171,6 +187,11 @@ pub struct SubAddArgs {
 
 /// `hookd sub update`.
 #[derive(Debug, Clone, clap::Args)]
+#[command(
+    override_usage = "hookd sub update <ID> [--url URL] [--event PATTERN]... \
+[--header 'Name: value']... [--filter 'POINTER OP VALUE']... [--rate-limit N/s|N/m] \
+[--max-in-flight N]"
+)]
 #[command(group(
     clap::ArgGroup::new("changes")
         .required(true)
@@ -209,7 +230,7 @@ pub struct SubUpdateArgs {
 /// `hookd event ...`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum EventCommand {
-    /// List received events, newest first
+    /// List received events
     List {
         /// Only events of this type
         #[arg(long = "type", value_name = "T")]
@@ -238,7 +259,7 @@ pub enum EventCommand {
 /// `hookd delivery ...`.
 #[derive(Debug, Clone, clap::Subcommand)]
 pub enum DeliveryCommand {
-    /// List deliveries, newest first
+    /// List deliveries
     List {
         /// Only deliveries to this subscription
         #[arg(long = "sub", value_name = "ID")]
