@@ -36,6 +36,25 @@ pub struct Status {
     pub store: StoreStatus,
     pub subscriptions: SubscriptionCounts,
     pub deliveries: DeliveryCounts,
+    #[serde(default)]
+    pub delivery_control: DeliveryControlStatus,
+}
+
+/// Breakers and the uplink.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeliveryControlStatus {
+    /// `up` or `down` (the box's own network, judged from failures to several hosts).
+    pub uplink: String,
+    pub uplink_down_since: Option<String>,
+    /// Subscriptions whose breaker is open, with the time it opened.
+    pub breakers_open: Vec<BreakerStatus>,
+}
+
+/// One open breaker.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BreakerStatus {
+    pub subscription_id: String,
+    pub since: String,
 }
 
 /// Whether ingest accepts events, and why not.
@@ -145,6 +164,22 @@ pub struct Subscription {
     /// Live scheduler state: deliveries waiting, attempts on the wire.
     pub pending: u64,
     pub in_flight: u64,
+    /// The concurrency in force now (AIMD lowers it on 429/502/503/504/timeouts).
+    #[serde(default)]
+    pub effective_max_in_flight: u32,
+    /// Why the effective concurrency is below `max_in_flight`, if it is.
+    #[serde(default)]
+    pub concurrency_reason: Option<String>,
+    /// Circuit breaker: `closed`, `open` or `probing`.
+    #[serde(default)]
+    pub breaker: String,
+    #[serde(default)]
+    pub breaker_since: Option<String>,
+    #[serde(default)]
+    pub consecutive_failures: u32,
+    /// Since when every attempt has failed (auto-disable counts from here).
+    #[serde(default)]
+    pub failing_since: Option<String>,
 }
 
 /// An event as the API shows it.

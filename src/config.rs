@@ -68,6 +68,23 @@ pub struct DeliveryConfig {
     pub response_excerpt: ByteSize,
     /// On shutdown, how long attempts on the wire may take to finish.
     pub shutdown_grace: Dur,
+    /// Consecutive failed attempts that open a subscription's circuit breaker.
+    pub breaker_failures: u32,
+    /// First wait between probes of an open breaker; it doubles up to `breaker_probe_max`.
+    pub breaker_probe: Dur,
+    pub breaker_probe_max: Dur,
+    /// A subscription whose every attempt has failed this long is disabled.
+    pub disable_after: Dur,
+    /// Connection-level failures to this many distinct hosts within
+    /// `uplink_window`, with no success, mean the box's own network is down.
+    pub uplink_hosts: u32,
+    pub uplink_window: Dur,
+    /// First wait between probes while the uplink is down; doubles up to `breaker_probe_max`.
+    pub uplink_probe: Dur,
+    /// After the uplink comes back, attempts per second across all
+    /// subscriptions, for `uplink_drain_for`.
+    pub uplink_drain_rate: u32,
+    pub uplink_drain_for: Dur,
 }
 
 /// `[log]`.
@@ -123,6 +140,15 @@ impl Default for DeliveryConfig {
             secret_overlap: Dur(Duration::from_secs(86400)),
             response_excerpt: ByteSize(4096),
             shutdown_grace: Dur(Duration::from_secs(10)),
+            breaker_failures: 10,
+            breaker_probe: Dur(Duration::from_secs(5)),
+            breaker_probe_max: Dur(Duration::from_secs(600)),
+            disable_after: Dur(Duration::from_secs(5 * 86400)),
+            uplink_hosts: 3,
+            uplink_window: Dur(Duration::from_secs(30)),
+            uplink_probe: Dur(Duration::from_secs(5)),
+            uplink_drain_rate: 200,
+            uplink_drain_for: Dur(Duration::from_secs(120)),
         }
     }
 }
@@ -197,6 +223,24 @@ impl Config {
         }
         if self.delivery.response_excerpt.0 > 1 << 20 {
             return key_err("delivery.response_excerpt", "at most 1MiB");
+        }
+        if self.delivery.breaker_failures == 0 {
+            return key_err("delivery.breaker_failures", "must be at least 1");
+        }
+        if self.delivery.uplink_hosts < 2 {
+            return key_err(
+                "delivery.uplink_hosts",
+                "must be at least 2 (one failing host is that host's problem, not the uplink's)",
+            );
+        }
+        if self.delivery.uplink_drain_rate == 0 {
+            return key_err("delivery.uplink_drain_rate", "must be at least 1");
+        }
+        if self.delivery.breaker_probe.0.is_zero() || self.delivery.uplink_probe.0.is_zero() {
+            return key_err(
+                "delivery.breaker_probe",
+                "probe intervals must be more than 0",
+            );
         }
         if self.storage.cache.0 < 1 << 20 {
             return key_err("storage.cache", "at least 1MiB");

@@ -12,7 +12,7 @@ use crate::netpolicy::AddressPolicy;
 use crate::outbound::{Outbound, OutboundConfig};
 use crate::registry::Registry;
 use crate::retry::RetryPolicy;
-use crate::scheduler::{self, SchedulerStats, Wakeup};
+use crate::scheduler::{self, ControlSettings, SchedulerStats, UplinkSettings, Wakeup};
 use crate::store::{Store, StoreOptions};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -77,6 +77,7 @@ pub async fn run(
         registry: registry.clone(),
         outbound,
         settings: RwLock::new(Arc::new(delivery_settings(&config))),
+        control: RwLock::new(Arc::new(control_settings(&config))),
         metrics: metrics.clone(),
     });
     let ingest_state = Arc::new(IngestState {
@@ -107,7 +108,6 @@ pub async fn run(
         max_disk: config.storage.max_disk.0,
         policy: RwLock::new(Arc::new(policy)),
         secret_overlap: RwLock::new(config.delivery.secret_overlap.0),
-        writes: tokio::sync::Mutex::new(()),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -187,6 +187,24 @@ fn delivery_settings(config: &Config) -> DeliverySettings {
         },
         excerpt_limit: config.delivery.response_excerpt.0 as usize,
         max_in_flight: config.delivery.max_in_flight,
+    }
+}
+
+fn control_settings(config: &Config) -> ControlSettings {
+    let d = &config.delivery;
+    ControlSettings {
+        breaker_failures: d.breaker_failures,
+        breaker_probe: d.breaker_probe.0,
+        breaker_probe_max: d.breaker_probe_max.0,
+        disable_after: d.disable_after.0,
+        uplink: UplinkSettings {
+            hosts: d.uplink_hosts,
+            window: d.uplink_window.0,
+            first_probe: d.uplink_probe.0,
+            max_probe: d.breaker_probe_max.0,
+            drain_rate: d.uplink_drain_rate,
+            drain_for: d.uplink_drain_for.0,
+        },
     }
 }
 

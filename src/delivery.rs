@@ -6,6 +6,7 @@ use crate::model::{now_ms, rfc3339, Attempt, DeliveryStatus, Millis, Subscriptio
 use crate::outbound::{AttemptOutcome, Outbound, OutboundRequest};
 use crate::registry::Registry;
 use crate::retry::{random_jitter, AttemptFacts, RetryPolicy, Verdict};
+use crate::scheduler::ControlSettings;
 use crate::signing::signature_header;
 use crate::store::{AttemptRecord, Loaded, Store};
 use bytes::Bytes;
@@ -32,6 +33,7 @@ pub struct DeliveryContext {
     pub registry: Arc<Registry>,
     pub outbound: Outbound,
     pub settings: RwLock<Arc<DeliverySettings>>,
+    pub control: RwLock<Arc<ControlSettings>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -40,27 +42,59 @@ impl DeliveryContext {
     pub fn settings(&self) -> Arc<DeliverySettings> {
         self.settings.read().unwrap().clone()
     }
+
+    /// The delivery-control settings in force now.
+    pub fn control(&self) -> Arc<ControlSettings> {
+        self.control.read().unwrap().clone()
+    }
 }
 
-/// How an attempt ended, for the scheduler.
+/// How an attempt ended, for the scheduler's lane state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Finished {
-    /// The delivery is no longer open (or was not): nothing further.
-    Closed,
-    /// Failed, another attempt is scheduled.
-    Retrying,
-    /// The subscription was disabled by this attempt (410 Gone).
-    SubscriptionDisabled,
+pub enum Class {
+    /// The delivery was not open any more: nothing was sent.
+    Skipped,
+    Delivered,
+    /// 429, 502, 503, 504 or a timeout: the subscriber is overloaded.
+    Congested,
+    /// DNS, connect or TLS handshake failed: maybe the subscriber, maybe our uplink.
+    Unreachable,
+    /// Any other failure.
+    Failed,
+    /// 410 Gone: the subscription is now disabled.
+    Gone,
 }
 
-/// Makes one attempt of `delivery_id` to `sub` and records it.
+/// What the scheduler learns from one attempt.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub sub_key: u64,
+    pub delivery_id: u64,
+    pub class: Class,
+    /// The host that was tried (for uplink detection).
+    pub host: String,
+    /// Set when the delivery just went dead: (event id, event type).
+    pub dead: Option<(String, String)>,
+}
+
+/// Makes one attempt of `delivery_id` to `sub` and records it. A `free`
+/// attempt (a probe) spends nothing of the delivery's retry schedule.
 pub async fn attempt(
     ctx: &DeliveryContext,
     sub: &Subscription,
     delivery_id: u64,
-) -> Result<Finished> {
+    free: bool,
+) -> Result<Summary> {
+    let host = url_host(&sub.url);
+    let mut summary = Summary {
+        sub_key: sub.key,
+        delivery_id,
+        class: Class::Skipped,
+        host,
+        dead: None,
+    };
     let Some(loaded) = ctx.store.load_for_attempt(delivery_id)? else {
-        return Ok(Finished::Closed);
+        return Ok(summary);
     };
     let settings = ctx.settings();
     let started = SystemTime::now();
@@ -74,28 +108,52 @@ pub async fn attempt(
             excerpt: Vec::new(),
         },
     };
-    let (record, verdict) = classify(&settings.retry, &loaded, &outcome, started);
+    let (record, verdict) = classify(&settings.retry, &loaded, &outcome, started, free);
     ctx.metrics.record_attempt(&outcome, &verdict);
     log_attempt(sub, &loaded, &record, &outcome);
+    summary.class = class_of(&outcome, &verdict);
     if ctx
         .store
         .record_attempt(&loaded.delivery, record)?
         .is_none()
     {
-        return Ok(Finished::Closed);
+        summary.class = Class::Skipped;
+        return Ok(summary);
     }
-    Ok(match verdict {
-        Verdict::RetryAfter(_) => Finished::Retrying,
-        Verdict::Delivered | Verdict::Dead => Finished::Closed,
+    match verdict {
+        Verdict::Dead => {
+            summary.dead = Some((loaded.event.id.clone(), loaded.event.event_type.clone()));
+        }
         Verdict::Gone => {
             let reason = format!("the endpoint answered 410 Gone at {}", rfc3339(now_ms()));
             ctx.registry
                 .disable(&ctx.store, sub.key, reason, now_ms())
                 .await?;
             tracing::warn!(subscription = %sub.id, "subscription disabled: endpoint answered 410 Gone");
-            Finished::SubscriptionDisabled
         }
-    })
+        Verdict::Delivered | Verdict::RetryAfter(_) => {}
+    }
+    Ok(summary)
+}
+
+fn class_of(outcome: &AttemptOutcome, verdict: &Verdict) -> Class {
+    use crate::outbound::AttemptError;
+    match (verdict, outcome.status, &outcome.error) {
+        (Verdict::Delivered, _, _) => Class::Delivered,
+        (Verdict::Gone, _, _) => Class::Gone,
+        (_, Some(429 | 502 | 503 | 504), _) => Class::Congested,
+        (_, _, Some(AttemptError::Timeout(_))) => Class::Congested,
+        (_, None, Some(e)) if e.is_connection_level() => Class::Unreachable,
+        _ => Class::Failed,
+    }
+}
+
+/// `host:port` of a URL, for telling subscriber hosts apart.
+fn url_host(url: &str) -> String {
+    url.parse::<hyper::Uri>()
+        .ok()
+        .and_then(|u| u.authority().map(|a| a.as_str().to_string()))
+        .unwrap_or_default()
 }
 
 /// Builds the signed request: Standard Webhooks headers, the subscription's own headers, the body.
@@ -170,19 +228,28 @@ pub fn classify(
     loaded: &Loaded,
     outcome: &AttemptOutcome,
     started: SystemTime,
+    free: bool,
 ) -> (AttemptRecord, Verdict) {
     let no = loaded.delivery.attempts + 1;
+    let spent = if free {
+        loaded.delivery.spent
+    } else {
+        loaded.delivery.spent + 1
+    };
     let at = started
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis() as Millis)
         .unwrap_or(0);
-    let verdict = policy.verdict(AttemptFacts {
+    let mut verdict = policy.verdict(AttemptFacts {
         status: outcome.status,
         retry_after: outcome.retry_after.as_deref(),
-        attempts: no,
+        attempts: spent.max(1),
         jitter: random_jitter(),
         now: SystemTime::now(),
     });
+    if free && matches!(verdict, Verdict::Dead | Verdict::RetryAfter(_)) {
+        verdict = Verdict::RetryAfter(policy.hold_delay(spent, random_jitter()));
+    }
     let error = match (&outcome.error, outcome.status) {
         (Some(e), _) => Some(e.to_string()),
         (None, Some(s)) if !(200..300).contains(&s) => Some(format!("HTTP {s}")),
@@ -208,6 +275,7 @@ pub fn classify(
             latency_ms: outcome.latency.as_millis().min(u32::MAX as u128) as u32,
             response: outcome.excerpt.clone(),
         },
+        spent,
         status,
         next_at,
     };

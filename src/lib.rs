@@ -15,6 +15,7 @@ pub mod config;
 pub mod daemon;
 pub mod delivery;
 pub mod error;
+pub mod filter;
 pub mod http;
 pub mod ingest;
 pub mod matching;

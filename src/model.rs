@@ -133,6 +133,8 @@ pub struct Subscription {
     pub max_in_flight: Option<u32>,
     /// `POINTER OP VALUE` conditions, as given (parsed by `filter`).
     pub filters: Vec<String>,
+    /// Since when every attempt has failed (cleared by a success), for auto-disable.
+    pub failing_since: Option<Millis>,
 }
 
 impl Subscription {
@@ -218,6 +220,37 @@ pub struct Delivery {
     pub updated_at: Millis,
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
+    /// The event's ordering key: deliveries sharing it go one at a time, in order.
+    pub lane: Option<String>,
+    /// Attempts that used up the retry schedule (probes while a breaker is
+    /// open or the uplink is down do not).
+    pub spent: u32,
+}
+
+impl Delivery {
+    /// A fresh delivery of event `event_seq` to `sub_key`, due at `now`.
+    pub fn new(
+        id: u64,
+        event_seq: u64,
+        sub_key: u64,
+        lane: Option<String>,
+        now: Millis,
+    ) -> Delivery {
+        Delivery {
+            id,
+            event_seq,
+            sub_key,
+            status: DeliveryStatus::Pending,
+            attempts: 0,
+            next_at: now,
+            created_at: now,
+            updated_at: now,
+            last_status: None,
+            last_error: None,
+            lane,
+            spent: 0,
+        }
+    }
 }
 
 /// One recorded attempt of a delivery.
@@ -302,6 +335,7 @@ mod tests {
             rate_limit: None,
             max_in_flight: None,
             filters: vec![],
+            failing_since: None,
         };
         sub.secrets.push(Secret {
             key: vec![2],

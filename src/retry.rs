@@ -62,6 +62,20 @@ impl RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// How long a delivery waits after a failed probe that spent nothing of
+    /// its schedule (breaker open, uplink down): its current step, never dead.
+    pub fn hold_delay(&self, spent: u32, jitter: f64) -> Duration {
+        let step = (spent.max(1) as usize - 1).min(self.schedule.len().saturating_sub(1));
+        let base = self
+            .schedule
+            .get(step)
+            .copied()
+            .unwrap_or(Duration::from_secs(5));
+        jittered(base, jitter)
+    }
+}
+
 /// The schedule's delay after `attempts` failed attempts, or `None` when it is used up.
 pub fn scheduled_delay(schedule: &[Duration], attempts: u32) -> Option<Duration> {
     let index = attempts.checked_sub(1)? as usize;

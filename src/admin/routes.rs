@@ -11,6 +11,7 @@ use crate::model::{
     SubState, Subscription,
 };
 use crate::netpolicy::AddressPolicy;
+use crate::registry::UpdateError;
 use crate::scheduler::{SchedulerStats, Wakeup};
 use crate::signing::{generate_key, parse_secret};
 use crate::store::{DeliveryFilter, EventFilter, Store};
@@ -36,8 +37,6 @@ pub struct AdminState {
     /// The address policy, to refuse subscription URLs that can never be delivered to.
     pub policy: RwLock<Arc<AddressPolicy>>,
     pub secret_overlap: RwLock<Duration>,
-    /// Serialises read-modify-write of subscriptions.
-    pub writes: tokio::sync::Mutex<()>,
 }
 
 /// An error answer: status, code, message.
@@ -148,8 +147,30 @@ fn status(s: &AdminState) -> Answer {
             delivered: s.delivery.metrics.delivered(),
             dead: s.delivery.metrics.dead(),
         },
+        delivery_control: delivery_control(s),
     };
     Ok(json_response(StatusCode::OK, &status))
+}
+
+fn delivery_control(s: &AdminState) -> api::DeliveryControlStatus {
+    let down = *s.stats.uplink_down_since.lock().unwrap();
+    let lanes = s.stats.lanes.lock().unwrap();
+    let mut breakers_open: Vec<api::BreakerStatus> = lanes
+        .iter()
+        .filter_map(|(key, lane)| {
+            let since = lane.breaker_since?;
+            Some(api::BreakerStatus {
+                subscription_id: s.sub_id(*key),
+                since: rfc3339(since),
+            })
+        })
+        .collect();
+    breakers_open.sort_by(|a, b| a.since.cmp(&b.since));
+    api::DeliveryControlStatus {
+        uplink: if down.is_some() { "down" } else { "up" }.to_string(),
+        uplink_down_since: down.map(rfc3339),
+        breakers_open,
+    }
 }
 
 impl AdminState {
@@ -159,7 +180,8 @@ impl AdminState {
 
     fn view(&self, sub: &Subscription, show_secret: bool) -> api::Subscription {
         let cap = self.delivery.settings().max_in_flight;
-        views::subscription(sub, &self.store, 0, show_secret, cap)
+        let lane = self.stats.lanes.lock().unwrap().get(&sub.key).cloned();
+        views::subscription(sub, &self.store, lane.as_ref(), show_secret, cap)
     }
 
     fn find(&self, id: &str) -> Result<Arc<Subscription>, Fail> {
@@ -209,7 +231,6 @@ async fn create_subscription(s: &AdminState, req: Request<Incoming>) -> Answer {
     let rate_limit = parse_rate_limit(create.rate_limit.as_deref())?;
     let max_in_flight = validate_max_in_flight(create.max_in_flight)?;
     validate_filters(&create.filters)?;
-    let _w = s.writes.lock().await;
     let sub = Subscription {
         id: format!("sub_{}", ulid::Ulid::new()),
         key: s.store.next_id().map_err(internal)?,
@@ -226,45 +247,63 @@ async fn create_subscription(s: &AdminState, req: Request<Incoming>) -> Answer {
         rate_limit,
         max_in_flight,
         filters: create.filters,
+        failing_since: None,
     };
-    let sub = s.registry().put(&s.store, sub).await.map_err(internal)?;
+    let sub = s.registry().insert(&s.store, sub).await.map_err(internal)?;
     tracing::info!(subscription = %sub.id, url = %sub.url, "subscription created");
     Ok(json_response(StatusCode::CREATED, &s.view(&sub, true)))
 }
 
 async fn update_subscription(s: &AdminState, id: &str, req: Request<Incoming>) -> Answer {
     let update: api::SubscriptionUpdate = json_body(req).await?;
-    let _w = s.writes.lock().await;
-    let mut sub = (*s.find(id)?).clone();
-    if let Some(url) = &update.url {
-        let policy = s.policy.read().unwrap().clone();
-        sub.url = validate_url(url, &policy)?;
-    }
-    if let Some(events) = &update.events {
-        sub.events = validate_patterns(events)?;
-    }
-    if let Some(headers) = &update.headers {
-        sub.headers = parse_headers(headers)?;
-    }
-    if update.rate_limit.is_some() {
-        sub.rate_limit = parse_rate_limit(update.rate_limit.as_deref())?;
-    }
-    if update.max_in_flight.is_some() {
-        sub.max_in_flight = validate_max_in_flight(update.max_in_flight)?;
-    }
-    if let Some(filters) = update.filters {
-        validate_filters(&filters)?;
-        sub.filters = filters;
-    }
-    let sub = s.registry().put(&s.store, sub).await.map_err(internal)?;
+    let key = s.find(id)?.key;
+    let policy = s.policy.read().unwrap().clone();
+    let sub = change_subscription(s, id, key, |sub| {
+        if let Some(url) = &update.url {
+            sub.url = validate_url(url, &policy)?;
+        }
+        if let Some(events) = &update.events {
+            sub.events = validate_patterns(events)?;
+        }
+        if let Some(headers) = &update.headers {
+            sub.headers = parse_headers(headers)?;
+        }
+        if update.rate_limit.is_some() {
+            sub.rate_limit = parse_rate_limit(update.rate_limit.as_deref())?;
+        }
+        if update.max_in_flight.is_some() {
+            sub.max_in_flight = validate_max_in_flight(update.max_in_flight)?;
+        }
+        if let Some(filters) = &update.filters {
+            validate_filters(filters)?;
+            sub.filters = filters.clone();
+        }
+        Ok(true)
+    })
+    .await?;
     s.wakeup.subs(&[sub.key]);
+    tracing::info!(subscription = %sub.id, "subscription updated; pending deliveries kept");
     Ok(json_response(StatusCode::OK, &s.view(&sub, false)))
 }
 
+/// Applies `change` to subscription `key` durably through the registry.
+async fn change_subscription(
+    s: &AdminState,
+    id: &str,
+    key: u64,
+    change: impl FnOnce(&mut Subscription) -> Result<bool, Fail>,
+) -> Result<Arc<Subscription>, Fail> {
+    match s.registry().update(&s.store, key, change).await {
+        Ok(Some(sub)) => Ok(sub),
+        Ok(None) => Err(not_found("subscription", id)),
+        Err(UpdateError::Refused(fail)) => Err(fail),
+        Err(UpdateError::Store(e)) => Err(internal(e)),
+    }
+}
+
 async fn delete_subscription(s: &AdminState, id: &str) -> Answer {
-    let _w = s.writes.lock().await;
     let sub = s.find(id)?;
-    s.registry().forget(sub.key);
+    s.registry().forget(sub.key).await;
     let cancelled = s
         .store
         .remove_subscription(sub.key)
@@ -278,36 +317,45 @@ async fn delete_subscription(s: &AdminState, id: &str) -> Answer {
 }
 
 async fn set_state(s: &AdminState, id: &str, state: SubState) -> Answer {
-    let _w = s.writes.lock().await;
-    let mut sub = (*s.find(id)?).clone();
+    let key = s.find(id)?.key;
     let resuming = state == SubState::Active;
-    sub.state = state;
-    let sub = s.registry().put(&s.store, sub).await.map_err(internal)?;
+    let sub = change_subscription(s, id, key, |sub| {
+        sub.state = state;
+        if resuming {
+            // A fresh start: failures before the resume do not count toward auto-disable.
+            sub.failing_since = None;
+        }
+        Ok(true)
+    })
+    .await?;
     if resuming {
         s.wakeup.subs(&[sub.key]);
     }
+    tracing::info!(subscription = %sub.id, state = sub.state_name(), "subscription state changed");
     Ok(json_response(StatusCode::OK, &s.view(&sub, false)))
 }
 
 async fn rotate_secret(s: &AdminState, id: &str) -> Answer {
-    let _w = s.writes.lock().await;
-    let mut sub = (*s.find(id)?).clone();
-    let now = now_ms();
+    let key = s.find(id)?.key;
     let overlap = *s.secret_overlap.read().unwrap();
-    let until = now + overlap.as_millis() as u64;
-    for old in &mut sub.secrets {
-        old.expires_at = Some(old.expires_at.map_or(until, |t| t.min(until)));
-    }
-    sub.secrets
-        .retain(|old| old.expires_at.is_none_or(|t| t > now));
-    sub.secrets.insert(
-        0,
-        Secret {
-            key: generate_key(),
-            expires_at: None,
-        },
-    );
-    let sub = s.registry().put(&s.store, sub).await.map_err(internal)?;
+    let sub = change_subscription(s, id, key, |sub| {
+        let now = now_ms();
+        let until = now + overlap.as_millis() as u64;
+        for old in &mut sub.secrets {
+            old.expires_at = Some(old.expires_at.map_or(until, |t| t.min(until)));
+        }
+        sub.secrets
+            .retain(|old| old.expires_at.is_none_or(|t| t > now));
+        sub.secrets.insert(
+            0,
+            Secret {
+                key: generate_key(),
+                expires_at: None,
+            },
+        );
+        Ok(true)
+    })
+    .await?;
     tracing::info!(subscription = %sub.id, overlap_secs = overlap.as_secs(), "secret rotated");
     Ok(json_response(StatusCode::OK, &s.view(&sub, true)))
 }
@@ -564,8 +612,8 @@ fn parse_headers(headers: &[String]) -> Result<Vec<(String, String)>, Fail> {
 
 fn parse_rate_limit(value: Option<&str>) -> Result<Option<RateLimit>, Fail> {
     match value {
-        None => Ok(None),
-        Some(_) => Err(bad("rate limits are not supported by this hookd yet")),
+        None | Some("" | "none") => Ok(None),
+        Some(v) => v.parse::<RateLimit>().map(Some).map_err(bad),
     }
 }
 
@@ -579,11 +627,7 @@ fn validate_max_in_flight(value: Option<u32>) -> Result<Option<u32>, Fail> {
 }
 
 fn validate_filters(filters: &[String]) -> Result<(), Fail> {
-    if filters.is_empty() {
-        Ok(())
-    } else {
-        Err(bad("payload filters are not supported by this hookd yet"))
-    }
+    crate::filter::parse_all(filters).map(|_| ()).map_err(bad)
 }
 
 fn parse_status(value: Option<String>) -> Result<Option<DeliveryStatus>, Fail> {

@@ -2,6 +2,7 @@
 
 use crate::api;
 use crate::model::{delivery_id_string, rfc3339, Attempt, Delivery, Event, SubState, Subscription};
+use crate::scheduler::LaneView;
 use crate::signing::format_secret;
 use crate::store::Store;
 
@@ -9,10 +10,11 @@ use crate::store::Store;
 pub fn subscription(
     sub: &Subscription,
     store: &Store,
-    in_flight: u64,
+    lane: Option<&LaneView>,
     show_secret: bool,
     default_cap: u32,
 ) -> api::Subscription {
+    let cap = sub.max_in_flight.unwrap_or(default_cap);
     let disabled_reason = match &sub.state {
         SubState::Disabled { reason, since } => {
             Some(format!("{reason} (since {})", rfc3339(*since)))
@@ -33,7 +35,7 @@ pub fn subscription(
         disabled_reason,
         created_at: rfc3339(sub.created_at),
         rate_limit: sub.rate_limit.map(|r| r.to_string()),
-        max_in_flight: sub.max_in_flight.unwrap_or(default_cap),
+        max_in_flight: cap,
         filters: sub.filters.clone(),
         secret: show_secret
             .then(|| sub.secrets.first().map(|s| format_secret(&s.key)))
@@ -45,7 +47,13 @@ pub fn subscription(
             .filter_map(|s| s.expires_at.map(rfc3339))
             .collect(),
         pending: store.open_count(sub.key),
-        in_flight,
+        in_flight: lane.map_or(0, |l| l.in_flight),
+        effective_max_in_flight: lane.map_or(cap, |l| l.effective_max_in_flight),
+        concurrency_reason: lane.and_then(|l| l.concurrency_reason.clone()),
+        breaker: lane.map_or("closed", |l| l.breaker).to_string(),
+        breaker_since: lane.and_then(|l| l.breaker_since).map(rfc3339),
+        consecutive_failures: lane.map_or(0, |l| l.consecutive_failures),
+        failing_since: sub.failing_since.map(rfc3339),
     }
 }
 

@@ -28,6 +28,8 @@ pub struct Loaded {
 #[derive(Debug, Clone)]
 pub struct AttemptRecord {
     pub attempt: Attempt,
+    /// Attempts that count against the retry schedule, after this one.
+    pub spent: u32,
     pub status: DeliveryStatus,
     /// When the next attempt is due, if `status` is open.
     pub next_at: Millis,
@@ -100,6 +102,7 @@ impl Store {
         }
         let mut next = current.clone();
         next.attempts = record.attempt.no;
+        next.spent = record.spent;
         next.status = record.status;
         next.updated_at = record.attempt.at;
         next.last_status = record.attempt.status;
@@ -119,12 +122,38 @@ impl Store {
             &keys::attempt(next.id, record.attempt.no),
             codec::encode(&record.attempt),
         );
+        if let (false, Some(key)) = (next.status.is_open(), next.lane.as_deref()) {
+            batch.remove(keys::lane(next.sub_key, key, next.id));
+            if let Some(mut successor) = self.lane_successor(next.sub_key, key, next.id)? {
+                successor.next_at = record.attempt.at.max(next.updated_at);
+                batch.insert(
+                    &keys::due(successor.sub_key, successor.next_at, successor.id),
+                    &[],
+                );
+                batch.insert(
+                    &keys::with_u64(keys::DELIVERY, successor.id),
+                    codec::encode(&successor),
+                );
+            }
+        }
         self.data.apply_batch(batch)?;
         drop(_guard);
         if !next.status.is_open() {
             self.adjust_open(next.sub_key, -1);
         }
         Ok(Some(next))
+    }
+
+    /// The delivery after `head` in its lane, if any.
+    fn lane_successor(&self, sub_key: u64, key: &str, head: u64) -> Result<Option<Delivery>> {
+        for item in self.data.scan_prefix(keys::lane_prefix(sub_key, key)) {
+            let (k, _) = item?;
+            match keys::lane_delivery(&k) {
+                Some(id) if id != head => return self.delivery(id),
+                _ => continue,
+            }
+        }
+        Ok(None)
     }
 
     /// Moves open deliveries due later than `now` to `now` (a resumed or

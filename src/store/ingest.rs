@@ -2,9 +2,9 @@
 
 use super::{codec, keys, Store};
 use crate::error::Result;
-use crate::model::{now_ms, Delivery, DeliveryStatus, Event};
+use crate::model::{now_ms, Delivery, Event};
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 /// An event as validated by ingest, before it is stored.
 #[derive(Debug, Clone)]
@@ -41,6 +41,7 @@ impl Store {
         let mut touched: HashMap<u64, i64> = HashMap::new();
         // Ids new in this very batch: a repeat inside it is a duplicate too.
         let mut fresh: HashMap<&str, usize> = HashMap::new();
+        let mut lanes = LanesInBatch::default();
 
         let _guard = self.ingest_lock.lock().unwrap();
         for event in events {
@@ -63,23 +64,15 @@ impl Store {
             let mut delivery_ids = Vec::with_capacity(subs.len());
             for &sub_key in &subs {
                 let delivery_id = self.db.generate_id()?;
-                let delivery = Delivery {
-                    id: delivery_id,
-                    event_seq: seq,
-                    sub_key,
-                    status: DeliveryStatus::Pending,
-                    attempts: 0,
-                    next_at: now,
-                    created_at: now,
-                    updated_at: now,
-                    last_status: None,
-                    last_error: None,
-                };
+                let delivery =
+                    Delivery::new(delivery_id, seq, sub_key, event.ordering_key.clone(), now);
                 batch.insert(
                     &keys::with_u64(keys::DELIVERY, delivery_id),
                     codec::encode(&delivery),
                 );
-                batch.insert(&keys::due(sub_key, now, delivery_id), &[]);
+                if self.enqueue(&mut batch, &mut lanes, &delivery)? {
+                    batch.insert(&keys::due(sub_key, now, delivery_id), &[]);
+                }
                 delivery_ids.push(delivery_id);
                 *touched.entry(sub_key).or_insert(0) += 1;
             }
@@ -114,6 +107,30 @@ impl Store {
         Ok((answers, touched.into_keys().collect()))
     }
 
+    /// Puts a new delivery in its ordered lane, if it has one; true when it
+    /// is due now (no lane, or the lane was empty). Call with `ingest_lock` held.
+    pub(super) fn enqueue(
+        &self,
+        batch: &mut sled::Batch,
+        lanes: &mut LanesInBatch,
+        delivery: &Delivery,
+    ) -> Result<bool> {
+        let Some(key) = delivery.lane.as_deref() else {
+            return Ok(true);
+        };
+        batch.insert(keys::lane(delivery.sub_key, key, delivery.id), &[]);
+        if !lanes.0.insert((delivery.sub_key, key.to_string())) {
+            return Ok(false);
+        }
+        let empty = self
+            .data
+            .scan_prefix(keys::lane_prefix(delivery.sub_key, key))
+            .next()
+            .transpose()?
+            .is_none();
+        Ok(empty)
+    }
+
     /// The number of deliveries of an already accepted event with this id.
     fn known_event_deliveries(&self, id: &str) -> Result<Option<usize>> {
         let Some(seq) = self.data.get(keys::idem(id))? else {
@@ -134,3 +151,7 @@ fn duplicate(id: &str, deliveries: usize) -> Accepted {
         duplicate: true,
     }
 }
+
+/// Lanes that got a delivery earlier in the batch being built.
+#[derive(Default)]
+pub(super) struct LanesInBatch(HashSet<(u64, String)>);

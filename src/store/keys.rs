@@ -15,6 +15,9 @@ pub const DELIVERY: u8 = b'D';
 pub const DUE: u8 = b'Q';
 /// Attempts: `A` ‖ delivery id ‖ attempt no (u32).
 pub const ATTEMPT: u8 = b'A';
+/// Ordered lanes: `L` ‖ sub key ‖ key length (u8) ‖ ordering key ‖ delivery id → ().
+/// Every open keyed delivery has one; only a lane's head is in the due index.
+pub const LANE: u8 = b'L';
 
 /// Event data is stored in chunks this large at most: well below sled's
 /// blob threshold (~128 KiB), whose files sled never fsyncs.
@@ -67,6 +70,32 @@ pub fn parse_due(k: &[u8]) -> Option<(u64, u64, u64)> {
     Some((be(&k[1..9]), be(&k[9..17]), be(&k[17..25])))
 }
 
+/// `L ‖ sub ‖ len ‖ key`: the prefix of one ordered lane.
+pub fn lane_prefix(sub: u64, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10 + key.len() + 8);
+    k.extend_from_slice(&with_u64(LANE, sub));
+    k.push(key.len() as u8);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// `L ‖ sub ‖ len ‖ key ‖ delivery`. Delivery ids grow, so a lane is in ingest order.
+pub fn lane(sub: u64, key: &str, delivery: u64) -> Vec<u8> {
+    let mut k = lane_prefix(sub, key);
+    k.extend_from_slice(&delivery.to_be_bytes());
+    k
+}
+
+/// The delivery id at the end of a lane key.
+pub fn lane_delivery(k: &[u8]) -> Option<u64> {
+    (k.len() >= 18).then(|| be(&k[k.len() - 8..]))
+}
+
+/// The (sub, key) part of a lane key, for telling lanes apart in a scan.
+pub fn lane_of(k: &[u8]) -> &[u8] {
+    &k[..k.len().saturating_sub(8)]
+}
+
 /// `A ‖ delivery ‖ no`.
 pub fn attempt(delivery: u64, no: u32) -> [u8; 13] {
     let mut k = [0u8; 13];
@@ -99,5 +128,17 @@ mod tests {
         assert!(a < b && b < c);
         assert_eq!(parse_due(&b), Some((1, 200, 1)));
         assert!(a.starts_with(&due_prefix(1)));
+    }
+
+    #[test]
+    fn lane_keys_keep_lanes_apart_and_in_order() {
+        let a1 = lane(1, "a", 5);
+        let a2 = lane(1, "a", 7);
+        let ab = lane(1, "ab", 1);
+        assert!(a1 < a2);
+        assert!(a1.starts_with(&lane_prefix(1, "a")));
+        assert!(!ab.starts_with(&lane_prefix(1, "a")));
+        assert_eq!(lane_delivery(&a2), Some(7));
+        assert_eq!(lane_of(&a1), lane_of(&a2));
     }
 }

@@ -180,6 +180,19 @@ impl Store {
                 *open.entry(sub).or_insert(0u64) += 1;
             }
         }
+        // Lane entries behind each head are open too (the head is counted above).
+        let mut previous_lane: Option<Vec<u8>> = None;
+        for item in self.data.scan_prefix([keys::LANE]) {
+            let (k, _) = item?;
+            let lane = keys::lane_of(&k);
+            if previous_lane.as_deref() == Some(lane) {
+                if let Some(sub) = keys::tail_u64(&k) {
+                    *open.entry(sub).or_insert(0u64) += 1;
+                }
+            } else {
+                previous_lane = Some(lane.to_vec());
+            }
+        }
         *self.open.lock().unwrap() = open;
         Ok(())
     }

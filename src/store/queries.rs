@@ -139,6 +139,8 @@ impl Store {
     pub async fn requeue(&self, seq: u64, sub_keys: &[u64]) -> Result<Vec<u64>> {
         let ids = {
             let _guard = self.delivery_lock.lock().unwrap();
+            let _ingest = self.ingest_lock.lock().unwrap();
+            let mut lanes = super::ingest::LanesInBatch::default();
             let Some(mut event) = self.event_header(seq)? else {
                 return Ok(Vec::new());
             };
@@ -147,23 +149,14 @@ impl Store {
             let mut ids = Vec::with_capacity(sub_keys.len());
             for &sub_key in sub_keys {
                 let id = self.db.generate_id()?;
-                let delivery = Delivery {
-                    id,
-                    event_seq: seq,
-                    sub_key,
-                    status: DeliveryStatus::Pending,
-                    attempts: 0,
-                    next_at: now,
-                    created_at: now,
-                    updated_at: now,
-                    last_status: None,
-                    last_error: None,
-                };
+                let delivery = Delivery::new(id, seq, sub_key, event.ordering_key.clone(), now);
                 batch.insert(
                     &keys::with_u64(keys::DELIVERY, id),
                     codec::encode(&delivery),
                 );
-                batch.insert(&keys::due(sub_key, now, id), &[]);
+                if self.enqueue(&mut batch, &mut lanes, &delivery)? {
+                    batch.insert(&keys::due(sub_key, now, id), &[]);
+                }
                 event.deliveries.push(id);
                 ids.push(id);
             }
@@ -176,6 +169,25 @@ impl Store {
         };
         self.flusher.durable().await?;
         Ok(ids)
+    }
+
+    /// The open deliveries of one ordered lane, head first.
+    pub fn lane_deliveries(&self, sub_key: u64, key: &str, limit: usize) -> Result<Vec<Delivery>> {
+        let mut out = Vec::new();
+        for item in self
+            .data
+            .scan_prefix(keys::lane_prefix(sub_key, key))
+            .take(limit)
+        {
+            let (k, _) = item?;
+            if let Some(d) = keys::lane_delivery(&k)
+                .map(|id| self.delivery(id))
+                .transpose()?
+            {
+                out.extend(d);
+            }
+        }
+        Ok(out)
     }
 
     /// Events received since `since`, newest first, with their sequence numbers.
@@ -197,20 +209,27 @@ impl Store {
         let mut cancelled = 0;
         {
             let _guard = self.delivery_lock.lock().unwrap();
+            let _ingest = self.ingest_lock.lock().unwrap();
             let now = now_ms();
             let mut batch = sled::Batch::default();
             batch.remove(&keys::with_u64(keys::SUB, sub_key));
-            for item in self.data.scan_prefix(keys::due_prefix(sub_key)) {
+            let due = self.data.scan_prefix(keys::due_prefix(sub_key));
+            let lanes = self.data.scan_prefix(keys::with_u64(keys::LANE, sub_key));
+            for item in due.chain(lanes) {
                 let (k, _) = item?;
-                if let Some((_, _, id)) = keys::parse_due(&k) {
-                    if let Some(mut d) = self.delivery(id)? {
+                let id = match k[0] {
+                    keys::DUE => keys::parse_due(&k).map(|(_, _, id)| id),
+                    _ => keys::lane_delivery(&k),
+                };
+                if let Some(id) = id {
+                    if let Some(mut d) = self.delivery(id)?.filter(|d| d.status.is_open()) {
+                        cancelled += 1;
                         d.status = DeliveryStatus::Cancelled;
                         d.updated_at = now;
                         batch.insert(&keys::with_u64(keys::DELIVERY, id), codec::encode(&d));
                     }
                 }
                 batch.remove(k);
-                cancelled += 1;
             }
             self.data.apply_batch(batch)?;
             self.open.lock().unwrap().remove(&sub_key);
