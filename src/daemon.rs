@@ -135,6 +135,7 @@ pub async fn run(
         config.delivery.shutdown_grace.0,
         stopped(&stop_rx),
     ));
+    tokio::spawn(purge_expired(store.clone(), config.storage.retention.0));
     tokio::spawn(watch_disk_budget(
         store.clone(),
         ingest_state.clone(),
@@ -246,6 +247,36 @@ async fn serve_ingest(
     }
     drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
+}
+
+/// Purges closed events older than `retention`, a bounded batch at a time.
+async fn purge_expired(store: Arc<Store>, retention: Duration) {
+    let pause = (retention / 10).clamp(Duration::from_millis(100), Duration::from_secs(60));
+    let mut resume_after = None;
+    loop {
+        let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
+        let batch_store = store.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            batch_store.purge_batch(cutoff, resume_after, 256)
+        })
+        .await;
+        match result {
+            Ok(Ok(progress)) => {
+                if progress.purged > 0 {
+                    tracing::debug!(purged = progress.purged, "retention purge");
+                }
+                resume_after = progress.resume_after;
+                if resume_after.is_some() {
+                    // More to look at: a short breather keeps the lock free for others.
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    continue;
+                }
+            }
+            Ok(Err(e)) => tracing::error!(error = %e, "retention purge failed"),
+            Err(e) => tracing::error!(error = %e, "retention purge task failed"),
+        }
+        tokio::time::sleep(pause).await;
+    }
 }
 
 /// Refuses ingest while the store is over its disk budget.

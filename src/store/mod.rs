@@ -10,11 +10,13 @@ mod flush;
 mod ingest;
 mod keys;
 mod queries;
+mod retention;
 
 pub use deliveries::{AttemptRecord, DueScan, Loaded};
 pub use flush::Flusher;
 pub use ingest::{Accepted, NewEvent};
 pub use queries::{DeliveryFilter, EventDetail, EventFilter};
+pub use retention::PurgeProgress;
 
 use crate::error::{Error, Result};
 use crate::model::Subscription;
