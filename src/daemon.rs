@@ -256,10 +256,9 @@ async fn purge_expired(store: Arc<Store>, retention: Duration) {
     loop {
         let cutoff = now_ms().saturating_sub(retention.as_millis() as u64);
         let batch_store = store.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            batch_store.purge_batch(cutoff, resume_after, 256)
-        })
-        .await;
+        let result =
+            tokio::task::spawn_blocking(move || batch_store.purge_batch(cutoff, resume_after, 256))
+                .await;
         match result {
             Ok(Ok(progress)) => {
                 if progress.purged > 0 {

@@ -60,7 +60,37 @@ pub(crate) fn status(s: &Status, now: i64) -> String {
                 d.pending, d.in_flight, d.delivered, d.dead
             ),
         ),
+        ("uplink", uplink(s, now)),
+        ("breakers open", breakers(s, now)),
     ])
+}
+
+fn uplink(s: &Status, now: i64) -> String {
+    let c = &s.delivery_control;
+    match &c.uplink_down_since {
+        Some(since) => format!(
+            "DOWN since {} (holding deliveries, probing)",
+            time_and_relative(since, now)
+        ),
+        None => "up".to_string(),
+    }
+}
+
+fn breakers(s: &Status, now: i64) -> String {
+    let open = &s.delivery_control.breakers_open;
+    if open.is_empty() {
+        return "none".to_string();
+    }
+    open.iter()
+        .map(|b| {
+            format!(
+                "{} since {}",
+                b.subscription_id,
+                time_and_relative(&b.since, now)
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 fn list_or_dash(items: &[String]) -> String {
@@ -79,6 +109,44 @@ fn lines_or_dash(items: &[String]) -> String {
     }
 }
 
+/// `16`, or `4 of 16 (lowered to 4 after ...)` when AIMD holds it down.
+fn concurrency(s: &Subscription) -> String {
+    let effective = s.effective_max_in_flight;
+    if effective == 0 || effective >= s.max_in_flight {
+        return s.max_in_flight.to_string();
+    }
+    match &s.concurrency_reason {
+        Some(why) => format!("{effective} of {} ({why})", s.max_in_flight),
+        None => format!("{effective} of {}", s.max_in_flight),
+    }
+}
+
+/// `closed`, or `open since ... (N consecutive failures)`.
+fn breaker(s: &Subscription, now: i64) -> String {
+    let state = if s.breaker.is_empty() {
+        "closed"
+    } else {
+        s.breaker.as_str()
+    };
+    let mut out = state.to_string();
+    if let Some(since) = &s.breaker_since {
+        out.push_str(&format!(" since {}", time_and_relative(since, now)));
+    }
+    if s.consecutive_failures > 0 {
+        out.push_str(&format!(
+            " ({} consecutive failures)",
+            s.consecutive_failures
+        ));
+    }
+    if let Some(since) = &s.failing_since {
+        out.push_str(&format!(
+            "; failing since {}",
+            time_and_relative(since, now)
+        ));
+    }
+    out
+}
+
 pub(crate) fn sub_block(s: &Subscription, now: i64, secret: SecretLine) -> String {
     let state = match &s.disabled_reason {
         Some(r) if !r.is_empty() => format!("{} ({r})", s.state),
@@ -93,7 +161,8 @@ pub(crate) fn sub_block(s: &Subscription, now: i64, secret: SecretLine) -> Strin
         ("headers", lines_or_dash(&s.headers)),
         ("filters", lines_or_dash(&s.filters)),
         ("rate limit", or_dash(s.rate_limit.as_deref())),
-        ("max in flight", s.max_in_flight.to_string()),
+        ("max in flight", concurrency(s)),
+        ("breaker", breaker(s, now)),
         ("created", time_and_relative(&s.created_at, now)),
         (
             "pending",

@@ -4,7 +4,7 @@
 //! after its write; the flusher notes the highest ticket *before* it starts a
 //! flush, so every ticket up to that one is covered when the flush ends.
 //! sled's `flush` ends in `sync_file_range`, which survives a crash but not a
-//! power cut, so each round also `fsync`s the data file.
+//! power cut, so each round also `fdatasync`s the data file.
 
 use crate::error::{Error, Result};
 use std::fs::File;
@@ -63,7 +63,7 @@ impl Flusher {
                 let started = Instant::now();
                 let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
                     db.flush().map_err(std::io::Error::other)?;
-                    file.sync_all()
+                    file.sync_data()
                 })
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));

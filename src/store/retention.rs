@@ -39,7 +39,9 @@ impl Store {
                 break;
             }
             let (k, v) = item?;
-            let Some(seq) = keys::tail_u64(&k) else { continue };
+            let Some(seq) = keys::tail_u64(&k) else {
+                continue;
+            };
             progress.scanned += 1;
             progress.resume_after = Some(seq);
             let event: Event = codec::decode(&v, "event")?;
