@@ -381,7 +381,9 @@ fn status_view() {
          events accepted:  1234\n\
          store:            /var/lib/hookd: 1.0 GiB of 4.0 GiB (25.0%)\n\
          subscriptions:    3 active, 1 paused, 0 disabled\n\
-         deliveries:       5 pending, 2 in flight; since start: 100 delivered, 1 dead\n"
+         deliveries:       5 pending, 2 in flight; since start: 100 delivered, 1 dead\n\
+         uplink:           up\n\
+         breakers open:    none\n"
     );
 }
 
