@@ -83,6 +83,15 @@ fn metrics(state: &IngestState) -> Response {
         flush_rounds: state.store.flusher().rounds.load(Ordering::Relaxed),
         flush_micros: state.store.flusher().round_micros.load(Ordering::Relaxed),
         subscriptions: state.registry.snapshot().len() as u64,
+        uplink_down: state.stats.uplink_down_since.lock().unwrap().is_some(),
+        breakers_open: state
+            .stats
+            .lanes
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|l| l.breaker_since.is_some())
+            .count() as u64,
     };
     let body = state.metrics.render(&gauges);
     hyper::Response::builder()

@@ -57,6 +57,8 @@ pub struct Gauges {
     pub flush_rounds: u64,
     pub flush_micros: u64,
     pub subscriptions: u64,
+    pub uplink_down: bool,
+    pub breakers_open: u64,
 }
 
 impl Metrics {
