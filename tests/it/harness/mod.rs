@@ -1,0 +1,65 @@
+//! The shared pieces of the integration tests: a real daemon in a temp dir
+//! ([`Daemon`]), a real webhook receiver ([`Receiver`]), a small HTTP client
+//! for ingest ([`http`]), and waiting helpers that never guess with sleeps.
+
+pub mod daemon;
+pub mod http;
+pub mod receiver;
+
+pub use daemon::{Daemon, DaemonBuilder};
+pub use receiver::{Receiver, Recorded, Reply};
+
+use hookd::api;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// How long something that should happen "soon" may take before a test fails.
+/// Generous on purpose: the suite shares two cores with other builds.
+pub const SOON: Duration = Duration::from_secs(10);
+
+/// A subscription request for `url` with everything else left at its default.
+pub fn sub_to(url: String) -> api::SubscriptionCreate {
+    api::SubscriptionCreate {
+        url,
+        ..Default::default()
+    }
+}
+
+/// Waits until `check` returns `Some`, for state that the daemon offers no
+/// push notification for (a delivery's status in the admin API, say). The
+/// admin API is asked again every 25 ms until `deadline`; the test fails
+/// with `what` and the last value seen when it passes.
+pub async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<T, String>>,
+{
+    let start = Instant::now();
+    loop {
+        let last = match check().await {
+            Ok(v) => return v,
+            Err(last) => last,
+        };
+        if start.elapsed() > deadline {
+            panic!("waited {deadline:?} for {what}; last seen: {last}");
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Verifies a delivery's Standard Webhooks signature with the independent
+/// `standardwebhooks` crate.
+pub fn verify_signature(secret: &str, request: &Recorded) -> Result<(), String> {
+    let webhook = standardwebhooks::Webhook::new(secret).map_err(|e| e.to_string())?;
+    webhook
+        .verify(&request.body, &request.headers)
+        .map_err(|e| e.to_string())
+}
+
+/// The `webhook-id`s of `requests`, in arrival order.
+pub fn webhook_ids(requests: &[Recorded]) -> Vec<String> {
+    requests
+        .iter()
+        .map(|r| r.header("webhook-id").unwrap_or_default().to_string())
+        .collect()
+}
