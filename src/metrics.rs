@@ -168,6 +168,18 @@ impl Metrics {
             "Subscriptions.",
             gauges.subscriptions,
         );
+        gauge(
+            &mut out,
+            "hookd_uplink_down",
+            "1 while the box's own network is judged down.",
+            gauges.uplink_down as u64,
+        );
+        gauge(
+            &mut out,
+            "hookd_breakers_open",
+            "Subscriptions whose circuit breaker is open.",
+            gauges.breakers_open,
+        );
         counter(
             &mut out,
             "hookd_flush_rounds_total",

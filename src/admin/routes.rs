@@ -442,17 +442,24 @@ fn list_deliveries(s: &AdminState, query: &str) -> Answer {
         Some(id) => Some(s.find(&id)?.key),
         None => None,
     };
-    if query_param(query, "key").is_some() {
-        return Err(bad(
-            "--key needs ordering keys, which this hookd does not support yet",
-        ));
-    }
     let filter = DeliveryFilter {
         sub_key,
         status: parse_status(query_param(query, "status"))?,
         limit: parse_limit(query)?,
     };
-    let deliveries = s.store.list_deliveries(&filter).map_err(internal)?;
+    let deliveries = match (query_param(query, "key"), sub_key) {
+        (Some(key), Some(sub_key)) => {
+            // One ordered lane: its open deliveries, head first.
+            let mut lane = s
+                .store
+                .lane_deliveries(sub_key, &key, filter.limit)
+                .map_err(internal)?;
+            lane.retain(|d| filter.status.is_none_or(|st| st == d.status));
+            lane
+        }
+        (Some(_), None) => return Err(bad("key needs sub: a lane belongs to one subscription")),
+        (None, _) => s.store.list_deliveries(&filter).map_err(internal)?,
+    };
     let items: Vec<api::Delivery> = deliveries
         .iter()
         .map(|d| {

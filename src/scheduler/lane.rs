@@ -2,13 +2,16 @@
 //! concurrency (AIMD) and circuit breaker. Owned by the scheduler task only.
 
 use crate::model::{Millis, RateLimit};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::time::Duration;
 
 /// A subscription's lane.
 #[derive(Debug, Default)]
 pub struct Lane {
-    pub in_flight: HashSet<u64>,
+    /// Attempts on the wire: delivery id → dispatch number.
+    pub in_flight: HashMap<u64, u64>,
+    /// Numbers attempts as they are dispatched (for AIMD's once-per-window rule).
+    pub dispatched: u64,
     /// When to look at this lane's due index again; `None`: only when woken.
     pub next_check: Option<Millis>,
     pub bucket: Option<TokenBucket>,
@@ -70,11 +73,9 @@ pub struct Aimd {
     limit: Option<f64>,
     /// Why the limit is what it is, for `sub get`.
     pub reason: Option<String>,
-    last_decrease: Millis,
+    /// Signals from attempts dispatched before this number reflect an older limit.
+    window_start: u64,
 }
-
-/// Decreases closer together than this count as one congestion event.
-const DECREASE_SPACING_MS: Millis = 200;
 
 impl Aimd {
     /// Attempts allowed on the wire at once, never above `cap`, never below 1.
@@ -85,15 +86,25 @@ impl Aimd {
         }
     }
 
-    /// A 429/502/503/504/timeout: halve (once per burst of signals).
-    pub fn congested(&mut self, cap: usize, in_flight: usize, what: &str, now: Millis) {
-        if now.saturating_sub(self.last_decrease) < DECREASE_SPACING_MS {
+    /// A 429/502/503/504/timeout from the attempt dispatched as number
+    /// `dispatch`: halve, once per window. Attempts that were already on the
+    /// wire when the limit last fell say nothing about the new limit.
+    /// `next_dispatch` is the number the next attempt will get.
+    pub fn congested(
+        &mut self,
+        cap: usize,
+        dispatch: u64,
+        next_dispatch: u64,
+        what: &str,
+        now: Millis,
+    ) {
+        if dispatch < self.window_start {
             return;
         }
-        let current = self.limit.unwrap_or(cap as f64).min((in_flight + 1) as f64);
+        let current = self.limit.unwrap_or(cap as f64);
         let next = (current / 2.0).max(1.0);
         self.limit = Some(next);
-        self.last_decrease = now;
+        self.window_start = next_dispatch;
         self.reason = Some(format!(
             "lowered to {} after {what} at {}",
             next.floor(),
@@ -205,11 +216,12 @@ mod tests {
     fn aimd_halves_on_congestion_and_grows_back() {
         let mut a = Aimd::default();
         assert_eq!(a.effective(16), 16);
-        a.congested(16, 16, "HTTP 429", 1000);
+        // Attempts 0..16 on the wire; attempt 3 is refused.
+        a.congested(16, 3, 16, "HTTP 429", 1000);
         assert_eq!(a.effective(16), 8);
-        a.congested(16, 8, "HTTP 429", 1050); // same burst
+        a.congested(16, 9, 16, "HTTP 429", 1001); // on the wire before the decrease
         assert_eq!(a.effective(16), 8);
-        a.congested(16, 8, "HTTP 429", 2000);
+        a.congested(16, 17, 20, "HTTP 429", 2000);
         assert_eq!(a.effective(16), 4);
         assert!(a.reason.as_deref().unwrap().contains("429"));
         // About one more per round of successes at the current limit.

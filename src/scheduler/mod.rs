@@ -242,7 +242,7 @@ impl Scheduler {
             let scan = match self
                 .ctx
                 .store
-                .due_batch(key, now, allowed, &|id| in_flight.contains(&id))
+                .due_batch(key, now, allowed, &|id| in_flight.contains_key(&id))
             {
                 Ok(scan) => scan,
                 Err(e) => {
@@ -267,7 +267,8 @@ impl Scheduler {
                         (None, None) => {}
                     }
                 }
-                lane.in_flight.insert(delivery_id);
+                lane.in_flight.insert(delivery_id, lane.dispatched);
+                lane.dispatched += 1;
                 self.stats.in_flight.fetch_add(1, Relaxed);
                 let (ctx, sub) = (self.ctx.clone(), sub.clone());
                 self.attempts.spawn(async move {
@@ -303,7 +304,7 @@ impl Scheduler {
         let Some(lane) = self.lanes.get_mut(&summary.sub_key) else {
             return;
         };
-        lane.in_flight.remove(&summary.delivery_id);
+        let dispatch = lane.in_flight.remove(&summary.delivery_id).unwrap_or(0);
         lane.next_check = Some(now);
         self.touched.insert(summary.sub_key);
         let Some(sub) = sub else { return };
@@ -380,7 +381,7 @@ impl Scheduler {
                 if summary.class == Class::Congested {
                     let what = "a congestion signal (429/502/503/504 or timeout)";
                     lane.concurrency
-                        .congested(cap, lane.in_flight.len() + 1, what, now);
+                        .congested(cap, dispatch, lane.dispatched, what, now);
                 }
                 // While the uplink is down, failures say nothing about the subscriber.
                 let counts = !(uplink_down && summary.class == Class::Unreachable);

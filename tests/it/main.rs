@@ -6,4 +6,5 @@
 
 mod harness;
 
+mod control;
 mod ingest;
