@@ -119,6 +119,9 @@ pub struct SubscriptionCreate {
     /// `POINTER OP VALUE` conditions.
     #[serde(default)]
     pub filters: Vec<String>,
+    /// `v1` (HMAC, the default), `v1a` (Ed25519) or `v1+v1a`.
+    #[serde(default)]
+    pub signing: Option<String>,
 }
 
 /// `PATCH /v1/subscriptions/{id}`: a field given replaces that field.
@@ -161,6 +164,12 @@ pub struct Subscription {
     /// Older secrets still signing during a rotation overlap, and until when.
     #[serde(default)]
     pub previous_secrets_until: Vec<String>,
+    /// `v1`, `v1a` or `v1+v1a`.
+    #[serde(default)]
+    pub signing: String,
+    /// For `v1a`: the Ed25519 public keys (`whpk_...`) receivers verify with, current first.
+    #[serde(default)]
+    pub public_keys: Vec<String>,
     /// Live scheduler state: deliveries waiting, attempts on the wire.
     pub pending: u64,
     pub in_flight: u64,

@@ -7,7 +7,7 @@ use crate::outbound::{AttemptOutcome, Outbound, OutboundRequest};
 use crate::registry::Registry;
 use crate::retry::{random_jitter, AttemptFacts, RetryPolicy, Verdict};
 use crate::scheduler::ControlSettings;
-use crate::signing::signature_header;
+use crate::signing::{sign_ed25519, signature_header};
 use crate::store::{AttemptRecord, Loaded, Store};
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
@@ -177,7 +177,21 @@ pub fn prepare(
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
     let now_ms = timestamp as u64 * 1000;
-    let signature = signature_header(sub.signing_keys(now_ms), &loaded.event.id, timestamp, &body);
+    let id = &loaded.event.id;
+    let mut signature = String::new();
+    if sub.signing.hmac() {
+        signature = signature_header(sub.signing_keys(now_ms), id, timestamp, &body);
+    }
+    if sub.signing.ed25519() {
+        for pair in sub.ed25519_keys(now_ms) {
+            if let Some(sig) = sign_ed25519(pair, id, timestamp, &body) {
+                if !signature.is_empty() {
+                    signature.push(' ');
+                }
+                signature.push_str(&sig);
+            }
+        }
+    }
 
     let mut headers = HeaderMap::new();
     for (name, value) in &sub.headers {

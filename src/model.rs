@@ -135,15 +135,65 @@ pub struct Subscription {
     pub filters: Vec<String>,
     /// Since when every attempt has failed (cleared by a success), for auto-disable.
     pub failing_since: Option<Millis>,
+    /// Which signatures deliveries carry.
+    pub signing: Signing,
+    /// Ed25519 key pairs (PKCS#8) for `v1a` signatures: the current one first,
+    /// then older ones inside their rotation overlap.
+    pub ed25519: Vec<Secret>,
+}
+
+/// The signature schemes of a subscription (Standard Webhooks `v1` and `v1a`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+pub enum Signing {
+    /// `v1`: HMAC-SHA256 with the shared secret.
+    #[default]
+    Hmac,
+    /// `v1a`: Ed25519; receivers verify with the public key only.
+    Ed25519,
+    /// Both, side by side in one header.
+    Both,
+}
+
+impl Signing {
+    /// The API's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signing::Hmac => "v1",
+            Signing::Ed25519 => "v1a",
+            Signing::Both => "v1+v1a",
+        }
+    }
+
+    /// Parses `v1`, `v1a` or `v1+v1a` (also `hmac`, `ed25519`, `both`).
+    pub fn parse(s: &str) -> Option<Signing> {
+        Some(match s {
+            "v1" | "hmac" => Signing::Hmac,
+            "v1a" | "ed25519" => Signing::Ed25519,
+            "v1+v1a" | "both" => Signing::Both,
+            _ => return None,
+        })
+    }
+
+    /// Does it send HMAC (`v1`) signatures?
+    pub fn hmac(self) -> bool {
+        matches!(self, Signing::Hmac | Signing::Both)
+    }
+
+    /// Does it send Ed25519 (`v1a`) signatures?
+    pub fn ed25519(self) -> bool {
+        matches!(self, Signing::Ed25519 | Signing::Both)
+    }
 }
 
 impl Subscription {
     /// The secrets that sign at `now`: the current one and unexpired older ones.
     pub fn signing_keys(&self, now: Millis) -> impl Iterator<Item = &[u8]> {
-        self.secrets
-            .iter()
-            .filter(move |s| s.expires_at.is_none_or(|t| t > now))
-            .map(|s| s.key.as_slice())
+        live(&self.secrets, now)
+    }
+
+    /// The Ed25519 key pairs (PKCS#8) that sign at `now`.
+    pub fn ed25519_keys(&self, now: Millis) -> impl Iterator<Item = &[u8]> {
+        live(&self.ed25519, now)
     }
 
     /// Does this subscription's state let deliveries flow?
@@ -159,6 +209,12 @@ impl Subscription {
             SubState::Disabled { .. } => "disabled",
         }
     }
+}
+
+fn live(keys: &[Secret], now: Millis) -> impl Iterator<Item = &[u8]> {
+    keys.iter()
+        .filter(move |s| s.expires_at.is_none_or(|t| t > now))
+        .map(|s| s.key.as_slice())
 }
 
 /// Where a delivery stands.
@@ -336,6 +392,8 @@ mod tests {
             max_in_flight: None,
             filters: vec![],
             failing_since: None,
+            signing: Signing::Hmac,
+            ed25519: vec![],
         };
         sub.secrets.push(Secret {
             key: vec![2],

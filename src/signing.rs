@@ -51,6 +51,65 @@ pub fn verify(key: &[u8], msg_id: &str, timestamp: i64, body: &[u8], header: &st
         })
 }
 
+/// The prefix of an Ed25519 public key as receivers see it.
+pub const PUBLIC_KEY_PREFIX: &str = "whpk_";
+
+/// A fresh Ed25519 key pair as a PKCS#8 document.
+pub fn generate_ed25519() -> Vec<u8> {
+    let rng = ring::rand::SystemRandom::new();
+    ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
+        .expect("the OS random source is available")
+        .as_ref()
+        .to_vec()
+}
+
+/// `v1a,<base64 Ed25519 signature of "{id}.{ts}.{body}">`, or `None` for a damaged key.
+pub fn sign_ed25519(pkcs8: &[u8], msg_id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8).ok()?;
+    let mut message = Vec::with_capacity(msg_id.len() + body.len() + 24);
+    message.extend_from_slice(msg_id.as_bytes());
+    message.push(b'.');
+    message.extend_from_slice(timestamp.to_string().as_bytes());
+    message.push(b'.');
+    message.extend_from_slice(body);
+    Some(format!("v1a,{}", B64.encode(pair.sign(&message).as_ref())))
+}
+
+/// `whpk_` + base64 of the raw 32-byte public key of a PKCS#8 key pair.
+pub fn public_key(pkcs8: &[u8]) -> Option<String> {
+    use ring::signature::KeyPair;
+    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(pkcs8).ok()?;
+    Some(format!(
+        "{PUBLIC_KEY_PREFIX}{}",
+        B64.encode(pair.public_key().as_ref())
+    ))
+}
+
+/// Does any `v1a,` signature in `header` verify under `whpk_` public key `public`?
+pub fn verify_ed25519(
+    public: &str,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+    header: &str,
+) -> bool {
+    let Some(raw) = public
+        .strip_prefix(PUBLIC_KEY_PREFIX)
+        .and_then(|k| B64.decode(k).ok())
+    else {
+        return false;
+    };
+    let key = ring::signature::UnparsedPublicKey::new(&ring::signature::ED25519, raw);
+    let message = format!("{msg_id}.{timestamp}.");
+    let mut message = message.into_bytes();
+    message.extend_from_slice(body);
+    header
+        .split(' ')
+        .filter_map(|s| s.strip_prefix("v1a,"))
+        .filter_map(|sig| B64.decode(sig).ok())
+        .any(|sig| key.verify(&message, &sig).is_ok())
+}
+
 /// Decodes `whsec_<base64>` to the key bytes (24 to 64 of them).
 pub fn parse_secret(secret: &str) -> Result<Vec<u8>, String> {
     let encoded = secret
@@ -113,6 +172,24 @@ mod tests {
             assert!(verify(&key, id, ts, body.as_bytes(), header));
             assert!(!verify(&key, id, ts + 1, body.as_bytes(), header));
         }
+    }
+
+    #[test]
+    fn ed25519_signs_and_verifies_with_the_public_key_only() {
+        let pair = generate_ed25519();
+        let public = public_key(&pair).unwrap();
+        assert!(public.starts_with("whpk_"));
+        let header = sign_ed25519(&pair, "msg_1", 1614265330, b"{}").unwrap();
+        assert!(header.starts_with("v1a,"));
+        assert!(verify_ed25519(&public, "msg_1", 1614265330, b"{}", &header));
+        assert!(!verify_ed25519(
+            &public, "msg_1", 1614265331, b"{}", &header
+        ));
+        let other = public_key(&generate_ed25519()).unwrap();
+        assert!(!verify_ed25519(&other, "msg_1", 1614265330, b"{}", &header));
+        // Beside a v1 signature in one header.
+        let both = format!("v1,abc {header}");
+        assert!(verify_ed25519(&public, "msg_1", 1614265330, b"{}", &both));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use crate::ingest::IngestState;
 use crate::matching::validate_pattern;
 use crate::model::{
     is_valid_name, now_ms, parse_delivery_id, rfc3339, DeliveryStatus, Millis, RateLimit, Secret,
-    SubState, Subscription,
+    Signing, SubState, Subscription,
 };
 use crate::netpolicy::AddressPolicy;
 use crate::registry::UpdateError;
@@ -231,6 +231,27 @@ async fn create_subscription(s: &AdminState, req: Request<Incoming>) -> Answer {
     let rate_limit = parse_rate_limit(create.rate_limit.as_deref())?;
     let max_in_flight = validate_max_in_flight(create.max_in_flight)?;
     validate_filters(&create.filters)?;
+    let signing = match create.signing.as_deref() {
+        None => Signing::Hmac,
+        Some(name) => Signing::parse(name).ok_or_else(|| {
+            bad(format!(
+                "signing {name:?} must be v1 (HMAC), v1a (Ed25519) or v1+v1a"
+            ))
+        })?,
+    };
+    if create.secret.is_some() && !signing.hmac() {
+        return Err(bad(
+            "a secret is for v1 (HMAC) signing; v1a uses a key pair hookd makes",
+        ));
+    }
+    let ed25519 = if signing.ed25519() {
+        vec![Secret {
+            key: crate::signing::generate_ed25519(),
+            expires_at: None,
+        }]
+    } else {
+        Vec::new()
+    };
     let sub = Subscription {
         id: format!("sub_{}", ulid::Ulid::new()),
         key: s.store.next_id().map_err(internal)?,
@@ -248,6 +269,8 @@ async fn create_subscription(s: &AdminState, req: Request<Incoming>) -> Answer {
         max_in_flight,
         filters: create.filters,
         failing_since: None,
+        signing,
+        ed25519,
     };
     let sub = s.registry().insert(&s.store, sub).await.map_err(internal)?;
     tracing::info!(subscription = %sub.id, url = %sub.url, "subscription created");

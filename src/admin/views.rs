@@ -37,7 +37,7 @@ pub fn subscription(
         rate_limit: sub.rate_limit.map(|r| r.to_string()),
         max_in_flight: cap,
         filters: sub.filters.clone(),
-        secret: show_secret
+        secret: (show_secret && sub.signing.hmac())
             .then(|| sub.secrets.first().map(|s| format_secret(&s.key)))
             .flatten(),
         previous_secrets_until: sub
@@ -45,6 +45,12 @@ pub fn subscription(
             .iter()
             .skip(1)
             .filter_map(|s| s.expires_at.map(rfc3339))
+            .collect(),
+        signing: sub.signing.name().to_string(),
+        public_keys: sub
+            .ed25519
+            .iter()
+            .filter_map(|k| crate::signing::public_key(&k.key))
             .collect(),
         pending: store.open_count(sub.key),
         in_flight: lane.map_or(0, |l| l.in_flight),

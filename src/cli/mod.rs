@@ -183,6 +183,11 @@ pub struct SubAddArgs {
     /// Maximum number of attempts on the wire at once
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: Option<u32>,
+
+    /// Signatures to send: v1 (HMAC with the secret, the default), v1a
+    /// (Ed25519: receivers verify with the public key `sub get` shows), or v1+v1a
+    #[arg(long, value_name = "v1|v1a|v1+v1a", value_parser = ["v1", "v1a", "v1+v1a"])]
+    pub signing: Option<String>,
 }
 
 /// `hookd sub update`.
@@ -442,6 +447,7 @@ fn plan(cmd: AdminCommand) -> Result<Plan, CliError> {
                     rate_limit: a.rate_limit,
                     max_in_flight: a.max_in_flight,
                     filters: a.filters,
+                    signing: a.signing,
                 })?
             }
             SubCommand::List => Plan::new(get, SUBS.into(), View::SubList),

@@ -169,7 +169,11 @@ pub(crate) fn sub_block(s: &Subscription, now: i64, secret: SecretLine) -> Strin
             format!("{} ({} in flight)", s.pending, s.in_flight),
         ),
     ];
-    if secret == SecretLine::IfPresent {
+    if s.signing.contains("v1a") {
+        pairs.push(("signing", s.signing.clone()));
+        pairs.push(("public key", lines_or_dash(&s.public_keys)));
+    }
+    if secret == SecretLine::IfPresent && s.signing != "v1a" {
         let shown = match &s.secret {
             Some(sec) => sec.clone(),
             None => "(hidden; use --show-secret)".to_string(),
@@ -188,6 +192,12 @@ pub(crate) fn sub_block(s: &Subscription, now: i64, secret: SecretLine) -> Strin
 }
 
 fn secret_notice(s: &Subscription) -> String {
+    if s.signing == "v1a" {
+        return format!(
+            "\nDeliveries carry v1a (Ed25519) signatures; receivers verify them with the public key:\n  {}\n",
+            s.public_keys.first().map(String::as_str).unwrap_or("-")
+        );
+    }
     match &s.secret {
         Some(sec) => format!(
             "\nSigning secret:\n  {}\nSave it now: it will not be shown again \

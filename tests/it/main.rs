@@ -8,3 +8,4 @@ mod harness;
 
 mod control;
 mod ingest;
+mod security;

@@ -1,0 +1,127 @@
+//! Security by default: SSRF refusals, asymmetric signatures.
+
+use crate::harness::{sub_to, wait_until, Daemon, Receiver, SOON};
+use hookd::api;
+use hyper::{Method, StatusCode};
+use serde_json::json;
+
+/// A daemon whose delivery policy allows nothing special-purpose.
+async fn strict_daemon() -> Daemon {
+    Daemon::builder()
+        .set("delivery", "allow_networks", Vec::<String>::new())
+        .set("delivery", "retry_schedule", vec!["100ms"])
+        .start()
+        .await
+}
+
+#[tokio::test]
+async fn sub_add_refuses_private_addresses_in_every_encoding() {
+    let daemon = strict_daemon().await;
+    let urls = [
+        "http://127.0.0.1/",
+        "http://10.1.2.3/",
+        "http://169.254.169.254/latest/meta-data",
+        "http://100.64.0.1/",
+        "http://192.168.1.1/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://[::ffff:a9fe:a9fe]/",
+        "http://[64:ff9b::7f00:1]/",
+        "http://[2002:7f00:1::1]/",
+        "http://[fd00::1]/",
+        "http://[fe80::1]/",
+        "http://0.0.0.0/",
+        "http://224.0.0.1/",
+    ];
+    for url in urls {
+        let (status, body) = daemon
+            .admin()
+            .request(Method::POST, "/v1/subscriptions", Some(json!({"url": url})))
+            .await
+            .unwrap();
+        let text = String::from_utf8_lossy(&body);
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{url}: {text}");
+        assert!(text.contains("delivery.allow_networks"), "{url}: {text}");
+    }
+}
+
+#[tokio::test]
+async fn a_hostname_that_resolves_to_loopback_is_not_connected_to() {
+    let daemon = strict_daemon().await;
+    let receiver = Receiver::start().await;
+    // `localhost` passes `sub add` (a name), but resolves to loopback: the
+    // connector refuses the address it would connect to.
+    let url = receiver.url("/hook").replace("127.0.0.1", "localhost");
+    let sub = daemon.add_sub(sub_to(url)).await;
+    let id = daemon
+        .post_new(&json!({"type": "ssrf.test", "data": {}}))
+        .await;
+    let delivery = wait_until("an attempt recorded", SOON, || async {
+        let event = daemon.event(&id).await;
+        let d = event
+            .deliveries
+            .into_iter()
+            .find(|d| d.subscription_id == sub.id)
+            .unwrap();
+        if d.attempts > 0 {
+            Ok(d)
+        } else {
+            Err("no attempt yet".into())
+        }
+    })
+    .await;
+    let detail = daemon.delivery(&delivery.id).await;
+    let error = detail.attempt_log.unwrap()[0]
+        .error
+        .clone()
+        .unwrap_or_default();
+    assert!(
+        error.contains("blocked") && error.contains("allow_networks"),
+        "{error}"
+    );
+    assert!(receiver.requests().is_empty(), "the receiver was reached");
+}
+
+#[tokio::test]
+async fn v1a_signatures_verify_with_the_public_key_only() {
+    let daemon = Daemon::builder().start().await;
+    let receiver = Receiver::start().await;
+    let mut create = sub_to(receiver.url("/signed"));
+    create.signing = Some("v1+v1a".into());
+    let both = daemon.add_sub(create).await;
+    assert_eq!(both.signing, "v1+v1a");
+    assert_eq!(both.public_keys.len(), 1);
+    let mut create = sub_to(receiver.url("/asym"));
+    create.signing = Some("v1a".into());
+    let asym = daemon.add_sub(create).await;
+    assert!(asym.secret.is_none(), "no shared secret for v1a only");
+
+    daemon
+        .post_new(&json!({"type": "sig.test", "data": {"x": 1}}))
+        .await;
+    for (path, sub, want_v1) in [("/signed", &both, true), ("/asym", &asym, false)] {
+        let request = &receiver.wait_for_path(path, 1, SOON).await[0];
+        let header = request.header("webhook-signature").unwrap();
+        let id = request.header("webhook-id").unwrap();
+        let ts: i64 = request
+            .header("webhook-timestamp")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            hookd::signing::verify_ed25519(&sub.public_keys[0], id, ts, &request.body, header),
+            "{path}: {header}"
+        );
+        assert_eq!(header.contains("v1,"), want_v1, "{header}");
+        if want_v1 {
+            crate::harness::verify_signature(sub.secret.as_deref().unwrap(), request).unwrap();
+        }
+    }
+    // `sub get` shows the public key, never a private one.
+    let shown: api::Subscription = daemon
+        .get(&format!("/v1/subscriptions/{}?show_secret=true", asym.id))
+        .await;
+    assert_eq!(shown.public_keys, asym.public_keys);
+    let out = daemon.cli_ok(&["sub", "get", &asym.id]).await;
+    assert!(out.contains(&asym.public_keys[0]), "{out}");
+}
