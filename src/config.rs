@@ -38,6 +38,30 @@ pub struct IngestConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     pub socket: PathBuf,
+    /// The socket's file mode, in octal (`"0660"`).
+    pub mode: String,
+    /// Group to give the socket (members may use the CLI); `None`: the daemon's group.
+    pub group: Option<String>,
+    /// When set, only these uids (and the daemon's own) may use the admin API.
+    pub allowed_uids: Vec<u32>,
+}
+
+impl AdminConfig {
+    /// `mode` parsed: octal, at most 0777, and never world-writable.
+    pub fn socket_mode(&self) -> std::result::Result<u32, String> {
+        let mode = u32::from_str_radix(self.mode.trim_start_matches("0o"), 8)
+            .map_err(|_| format!("{:?} is not an octal file mode such as \"0660\"", self.mode))?;
+        if mode > 0o777 {
+            return Err(format!("{:?} is more than 0777", self.mode));
+        }
+        if mode & 0o002 != 0 {
+            return Err(format!(
+                "{:?} would let every local user change hookd; use 0660 and admin.group",
+                self.mode
+            ));
+        }
+        Ok(mode)
+    }
 }
 
 /// `[storage]`: the sled store.
@@ -110,6 +134,9 @@ impl Default for AdminConfig {
     fn default() -> Self {
         AdminConfig {
             socket: PathBuf::from("/run/hookd/admin.sock"),
+            mode: "0660".into(),
+            group: None,
+            allowed_uids: Vec::new(),
         }
     }
 }
@@ -208,6 +235,9 @@ impl Config {
         }
         if self.ingest.tokens.iter().any(|t| t.trim().is_empty()) {
             return key_err("ingest.tokens", "a token is empty");
+        }
+        if let Err(e) = self.admin.socket_mode() {
+            return key_err("admin.mode", &e);
         }
         if self.ingest.max_body.0 == 0 {
             return key_err("ingest.max_body", "must be more than 0");
@@ -365,6 +395,19 @@ mod tests {
         let err = Config::parse("[ingest]\nlisten = \"0.0.0.0:8080\"\n").unwrap_err();
         assert!(err.contains("ingest.tokens"), "{err}");
         Config::parse("[ingest]\nlisten = \"0.0.0.0:8080\"\ntokens = [\"t\"]\n").unwrap();
+    }
+
+    #[test]
+    fn admin_socket_mode_is_checked() {
+        let err = Config::parse("[admin]\nmode = \"0666\"\n").unwrap_err();
+        assert!(
+            err.contains("admin.mode") && err.contains("every local user"),
+            "{err}"
+        );
+        let err = Config::parse("[admin]\nmode = \"rw\"\n").unwrap_err();
+        assert!(err.contains("octal"), "{err}");
+        let c = Config::parse("[admin]\nmode = \"0600\"\n").unwrap();
+        assert_eq!(c.admin.socket_mode(), Ok(0o600));
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl Listeners {
         ingest
             .set_nonblocking(true)
             .map_err(|e| Error::io("ingest socket", e))?;
-        let admin = admin::bind_socket(&config.admin.socket)?;
+        let admin = admin::bind_socket(&config.admin)?;
         Ok(Listeners { ingest, admin })
     }
 }
@@ -108,6 +108,7 @@ pub async fn run(
         max_disk: config.storage.max_disk.0,
         policy: RwLock::new(Arc::new(policy)),
         secret_overlap: RwLock::new(config.delivery.secret_overlap.0),
+        allowed_uids: RwLock::new(allowed_uids(&config)),
     });
 
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -189,6 +190,15 @@ fn delivery_settings(config: &Config) -> DeliverySettings {
         excerpt_limit: config.delivery.response_excerpt.0 as usize,
         max_in_flight: config.delivery.max_in_flight,
     }
+}
+
+/// `admin.allowed_uids` with the daemon's own uid added (empty stays empty: no restriction).
+fn allowed_uids(config: &Config) -> Vec<u32> {
+    let mut uids = config.admin.allowed_uids.clone();
+    if !uids.is_empty() {
+        uids.extend(admin::own_uid());
+    }
+    uids
 }
 
 fn control_settings(config: &Config) -> ControlSettings {

@@ -37,6 +37,8 @@ pub struct AdminState {
     /// The address policy, to refuse subscription URLs that can never be delivered to.
     pub policy: RwLock<Arc<AddressPolicy>>,
     pub secret_overlap: RwLock<Duration>,
+    /// `admin.allowed_uids` plus the daemon's own uid; empty: everyone who can open the socket.
+    pub allowed_uids: RwLock<Vec<u32>>,
 }
 
 /// An error answer: status, code, message.
@@ -174,6 +176,12 @@ fn delivery_control(s: &AdminState) -> api::DeliveryControlStatus {
 }
 
 impl AdminState {
+    /// May this peer use the admin API?
+    pub fn peer_allowed(&self, peer: Option<&UCred>) -> bool {
+        let allowed = self.allowed_uids.read().unwrap();
+        allowed.is_empty() || peer.is_some_and(|p| allowed.contains(&p.uid()))
+    }
+
     fn registry(&self) -> &crate::registry::Registry {
         &self.delivery.registry
     }

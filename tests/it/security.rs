@@ -125,3 +125,69 @@ async fn v1a_signatures_verify_with_the_public_key_only() {
     let out = daemon.cli_ok(&["sub", "get", &asym.id]).await;
     assert!(out.contains(&asym.public_keys[0]), "{out}");
 }
+
+/// Runs the CLI as uid/gid 65534 (nobody), or `None` when not root.
+async fn cli_as_nobody(daemon: &Daemon, args: &[&str]) -> Option<std::process::Output> {
+    if !std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    {
+        eprintln!("skipped: running the CLI as another user needs root");
+        return None;
+    }
+    let socket = daemon.socket_path().display().to_string();
+    let mut command = tokio::process::Command::new("setpriv");
+    command.args([
+        "--reuid=65534",
+        "--regid=65534",
+        "--clear-groups",
+        crate::harness::daemon::BIN,
+        "--socket",
+        &socket,
+    ]);
+    command.args(args);
+    Some(command.output().await.expect("setpriv runs"))
+}
+
+#[tokio::test]
+async fn the_admin_socket_takes_its_group_and_allowed_uids() {
+    let daemon = Daemon::builder()
+        .set("admin", "group", "65534")
+        .set("admin", "allowed_uids", vec![12345i64])
+        .start()
+        .await;
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(daemon.socket_path()).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o660);
+    assert_eq!(meta.gid(), 65534);
+    // The daemon's own uid is always allowed.
+    daemon.cli_ok(&["status"]).await;
+    let Some(out) = cli_as_nobody(&daemon, &["status"]).await else {
+        return;
+    };
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "nobody got in: {stderr}");
+    assert!(stderr.contains("allowed_uids"), "{stderr}");
+    assert!(
+        daemon.log().contains("admin connection refused"),
+        "the refusal is logged"
+    );
+}
+
+#[tokio::test]
+async fn an_allowed_uid_in_the_socket_group_may_use_the_cli() {
+    let daemon = Daemon::builder()
+        .set("admin", "group", "65534")
+        .set("admin", "allowed_uids", vec![65534i64])
+        .start()
+        .await;
+    let Some(out) = cli_as_nobody(&daemon, &["status"]).await else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
