@@ -92,6 +92,10 @@ pub struct DeliveryConfig {
     pub response_excerpt: ByteSize,
     /// On shutdown, how long attempts on the wire may take to finish.
     pub shutdown_grace: Dur,
+    /// Refuse plain `http://` subscription URLs and deliveries.
+    pub require_https: bool,
+    /// `http://host:port` of an HTTP CONNECT proxy all deliveries go through.
+    pub proxy: Option<String>,
     /// Consecutive failed attempts that open a subscription's circuit breaker.
     pub breaker_failures: u32,
     /// First wait between probes of an open breaker; it doubles up to `breaker_probe_max`.
@@ -109,6 +113,24 @@ pub struct DeliveryConfig {
     /// subscriptions, for `uplink_drain_for`.
     pub uplink_drain_rate: u32,
     pub uplink_drain_for: Dur,
+}
+
+impl DeliveryConfig {
+    /// `proxy` parsed: `http://host:port`.
+    pub fn proxy_uri(&self) -> std::result::Result<Option<hyper::Uri>, String> {
+        let Some(text) = &self.proxy else {
+            return Ok(None);
+        };
+        let uri: hyper::Uri = text.parse().map_err(|e| {
+            format!("{text:?} is not a URL ({e}); write it like http://proxy.internal:3128")
+        })?;
+        if uri.scheme_str() != Some("http") || uri.host().is_none() {
+            return Err(format!(
+                "{text:?} must be http://host:port (an HTTP CONNECT proxy)"
+            ));
+        }
+        Ok(Some(uri))
+    }
 }
 
 /// `[log]`.
@@ -167,6 +189,8 @@ impl Default for DeliveryConfig {
             secret_overlap: Dur(Duration::from_secs(86400)),
             response_excerpt: ByteSize(4096),
             shutdown_grace: Dur(Duration::from_secs(10)),
+            require_https: false,
+            proxy: None,
             breaker_failures: 10,
             breaker_probe: Dur(Duration::from_secs(5)),
             breaker_probe_max: Dur(Duration::from_secs(600)),
@@ -253,6 +277,9 @@ impl Config {
         }
         if self.delivery.response_excerpt.0 > 1 << 20 {
             return key_err("delivery.response_excerpt", "at most 1MiB");
+        }
+        if let Err(e) = self.delivery.proxy_uri() {
+            return key_err("delivery.proxy", &e);
         }
         if self.delivery.breaker_failures == 0 {
             return key_err("delivery.breaker_failures", "must be at least 1");

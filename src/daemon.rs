@@ -71,6 +71,8 @@ pub async fn run(
         connect_timeout: config.delivery.timeout.0.min(Duration::from_secs(10)),
         pool_idle_timeout: Duration::from_secs(60),
         max_idle_per_host: 64,
+        proxy: config.delivery.proxy_uri().ok().flatten(),
+        resolver: None,
     });
     let delivery = Arc::new(DeliveryContext {
         store: store.clone(),
@@ -189,6 +191,7 @@ fn delivery_settings(config: &Config) -> DeliverySettings {
         },
         excerpt_limit: config.delivery.response_excerpt.0 as usize,
         max_in_flight: config.delivery.max_in_flight,
+        require_https: config.delivery.require_https,
     }
 }
 

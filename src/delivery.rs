@@ -25,6 +25,8 @@ pub struct DeliverySettings {
     pub excerpt_limit: usize,
     /// In-flight cap for subscriptions that do not set their own.
     pub max_in_flight: u32,
+    /// Refuse to deliver over plain http.
+    pub require_https: bool,
 }
 
 /// What every attempt shares.
@@ -167,6 +169,12 @@ pub fn prepare(
         .url
         .parse()
         .map_err(|e| format!("subscription url {:?} is invalid: {e}", sub.url))?;
+    if settings.require_https && url.scheme_str() != Some("https") {
+        return Err(format!(
+            "delivery.require_https is set and {} is not https; sub update the url",
+            sub.url
+        ));
+    }
     let body = body(
         &loaded.event.event_type,
         loaded.event.received_at,

@@ -80,6 +80,37 @@ pub enum ConnectError {
 pub struct GuardedConnector {
     policy: SharedPolicy,
     connect_timeout: Duration,
+    resolver: Arc<dyn Resolve>,
+    /// An HTTP CONNECT proxy every connection tunnels through: (host, port).
+    proxy: Option<(String, u16)>,
+}
+
+/// Name resolution, swappable so tests can play DNS tricks (rebinding).
+pub trait Resolve: Send + Sync + fmt::Debug + 'static {
+    /// The addresses of `host` (a name, never an IP literal) at `port`.
+    fn resolve(
+        &self,
+        host: String,
+        port: u16,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>>;
+}
+
+/// The system resolver (getaddrinfo, via tokio).
+#[derive(Debug, Default)]
+pub struct SystemResolver;
+
+impl Resolve for SystemResolver {
+    fn resolve(
+        &self,
+        host: String,
+        port: u16,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>> {
+        Box::pin(async move {
+            Ok(tokio::net::lookup_host((host.as_str(), port))
+                .await?
+                .collect())
+        })
+    }
 }
 
 impl GuardedConnector {
@@ -92,7 +123,23 @@ impl GuardedConnector {
         GuardedConnector {
             policy,
             connect_timeout,
+            resolver: Arc::new(SystemResolver),
+            proxy: None,
         }
+    }
+
+    /// Resolves names with `resolver` instead of the system's.
+    pub fn with_resolver(mut self, resolver: Arc<dyn Resolve>) -> GuardedConnector {
+        self.resolver = resolver;
+        self
+    }
+
+    /// Tunnels every connection through the HTTP CONNECT proxy at `host:port`.
+    /// The target is still resolved and checked here, and the proxy is asked
+    /// for the checked address, so the policy holds behind a proxy too.
+    pub fn with_proxy(mut self, proxy: Option<(String, u16)>) -> GuardedConnector {
+        self.proxy = proxy;
+        self
     }
 }
 
@@ -118,15 +165,34 @@ impl Service<Uri> for GuardedConnector {
         // Snapshot now: a policy swapped mid-connect applies to the next one.
         let policy = read_policy(&self.policy);
         let timeout = self.connect_timeout;
-        Box::pin(async move { guarded_connect(&dst, &policy, timeout).await })
+        let (resolver, proxy) = (self.resolver.clone(), self.proxy.clone());
+        Box::pin(async move {
+            let route = Route {
+                policy: &policy,
+                timeout,
+                resolver: resolver.as_ref(),
+                proxy: proxy.as_ref(),
+            };
+            guarded_connect(&dst, route).await
+        })
     }
 }
 
-async fn guarded_connect(
-    dst: &Uri,
-    policy: &AddressPolicy,
+/// How one connection is made.
+struct Route<'a> {
+    policy: &'a AddressPolicy,
     timeout: Duration,
-) -> Result<TokioIo<TcpStream>, ConnectError> {
+    resolver: &'a dyn Resolve,
+    proxy: Option<&'a (String, u16)>,
+}
+
+async fn guarded_connect(dst: &Uri, route: Route<'_>) -> Result<TokioIo<TcpStream>, ConnectError> {
+    let Route {
+        policy,
+        timeout,
+        resolver,
+        proxy,
+    } = route;
     let host = dst
         .host()
         .filter(|h| !h.is_empty())
@@ -150,7 +216,7 @@ async fn guarded_connect(
     let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
         Err(_) => {
-            match tokio::time::timeout(timeout, tokio::net::lookup_host((bare, port))).await {
+            match tokio::time::timeout(timeout, resolver.resolve(bare.to_string(), port)).await {
                 Err(_) => {
                     return Err(ConnectError::Dns(format!(
                         "lookup of {bare} timed out after {}",
@@ -158,7 +224,7 @@ async fn guarded_connect(
                     )))
                 }
                 Ok(Err(e)) => return Err(ConnectError::Dns(dns_message(bare, &e))),
-                Ok(Ok(found)) => found.collect(),
+                Ok(Ok(found)) => found,
             }
         }
     };
@@ -174,7 +240,13 @@ async fn guarded_connect(
             first_blocked.get_or_insert(blocked);
             continue;
         }
-        match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let dial = async {
+            match proxy {
+                None => TcpStream::connect(addr).await,
+                Some((host, port)) => tunnel(host, *port, addr).await,
+            }
+        };
+        match tokio::time::timeout(timeout, dial).await {
             Ok(Ok(stream)) => {
                 // Webhook requests are small single writes; Nagle would only add latency.
                 if let Err(e) = stream.set_nodelay(true) {
@@ -201,6 +273,43 @@ async fn guarded_connect(
         // Unreachable in practice: `addrs` was non-empty, so each one either
         // failed or was blocked. Kept total rather than panicking.
         (true, None) => Err(ConnectError::Dns(format!("no usable address for {bare}"))),
+    }
+}
+
+/// Opens a tunnel to `target` through the HTTP CONNECT proxy `host:port`.
+async fn tunnel(host: &str, port: u16, target: SocketAddr) -> io::Result<TcpStream> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = TcpStream::connect((host, port)).await?;
+    let request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    // Read the proxy's answer head byte by byte: nothing past it may be consumed.
+    let mut head = Vec::with_capacity(256);
+    while !head.ends_with(b"\r\n\r\n") {
+        if head.len() > 8192 {
+            return Err(io::Error::other(
+                "the proxy's answer to CONNECT is too long",
+            ));
+        }
+        let mut byte = [0u8; 1];
+        if stream.read(&mut byte).await? == 0 {
+            return Err(io::Error::other(
+                "the proxy closed the connection during CONNECT",
+            ));
+        }
+        head.push(byte[0]);
+    }
+    let status_line = String::from_utf8_lossy(&head);
+    let status_line = status_line.lines().next().unwrap_or_default();
+    let ok = status_line
+        .split(' ')
+        .nth(1)
+        .is_some_and(|code| code.starts_with('2'));
+    if ok {
+        Ok(stream)
+    } else {
+        Err(io::Error::other(format!(
+            "the proxy refused CONNECT {target}: {status_line}"
+        )))
     }
 }
 
@@ -241,6 +350,10 @@ pub struct OutboundConfig {
     pub pool_idle_timeout: Duration,
     /// Maximum idle connections kept per scheme+host+port.
     pub max_idle_per_host: usize,
+    /// `http://host:port` of an HTTP CONNECT proxy for all deliveries.
+    pub proxy: Option<Uri>,
+    /// Name resolution; `None` is the system resolver.
+    pub resolver: Option<Arc<dyn Resolve>>,
 }
 
 type HttpClient = Client<HttpsConnector<GuardedConnector>, Full<Bytes>>;
@@ -272,6 +385,11 @@ impl fmt::Debug for Outbound {
     }
 }
 
+/// `(host, port)` of a proxy URL (`http://host:port`, port 80 by default).
+fn proxy_address(uri: &Uri) -> Option<(String, u16)> {
+    Some((uri.host()?.to_string(), uri.port_u16().unwrap_or(80)))
+}
+
 impl Outbound {
     /// Builds the client: ring-backed rustls with the webpki (Mozilla) roots,
     /// HTTP/1.1 only, `http` and `https` URLs, keep-alive pooling.
@@ -290,10 +408,16 @@ impl Outbound {
             .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
-            .wrap_connector(GuardedConnector::new(
-                policy.clone(),
-                config.connect_timeout,
-            ));
+            .wrap_connector(
+                GuardedConnector::new(policy.clone(), config.connect_timeout)
+                    .with_resolver(
+                        config
+                            .resolver
+                            .clone()
+                            .unwrap_or_else(|| Arc::new(SystemResolver)),
+                    )
+                    .with_proxy(config.proxy.as_ref().and_then(proxy_address)),
+            );
         let client = build_client(
             connector.clone(),
             config.pool_idle_timeout,
@@ -632,12 +756,166 @@ mod tests {
     }
 
     fn outbound(policy: AddressPolicy) -> Outbound {
-        Outbound::new(OutboundConfig {
+        Outbound::new(config(policy))
+    }
+
+    fn config(policy: AddressPolicy) -> OutboundConfig {
+        OutboundConfig {
             policy,
             connect_timeout: Duration::from_secs(1),
             pool_idle_timeout: Duration::from_secs(30),
             max_idle_per_host: 4,
-        })
+            proxy: None,
+            resolver: None,
+        }
+    }
+
+    /// Answers a name with `first` once, then `later` (DNS rebinding).
+    #[derive(Debug)]
+    struct Rebinding {
+        first: SocketAddr,
+        later: SocketAddr,
+        calls: std::sync::atomic::AtomicUsize,
+    }
+
+    impl Resolve for Rebinding {
+        fn resolve(
+            &self,
+            _host: String,
+            _port: u16,
+        ) -> Pin<Box<dyn Future<Output = io::Result<Vec<SocketAddr>>> + Send>> {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let addr = if n == 0 { self.first } else { self.later };
+            Box::pin(async move { Ok(vec![addr]) })
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_that_rebinds_to_a_blocked_address_is_not_connected_to() {
+        // The allowed host answers; the blocked one counts every connection it gets.
+        let allowed = TcpListener::bind("127.0.0.2:0").await.unwrap();
+        let allowed_addr = allowed.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = allowed.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s
+                        .write_all(
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
+                        )
+                        .await;
+                });
+            }
+        });
+        let blocked = TcpListener::bind("127.0.0.3:0").await.unwrap();
+        let blocked_addr = SocketAddr::new(blocked.local_addr().unwrap().ip(), allowed_addr.port());
+        let reached = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = reached.clone();
+        let blocked = TcpListener::bind(blocked_addr).await.unwrap_or(blocked);
+        tokio::spawn(async move {
+            while blocked.accept().await.is_ok() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        });
+        let mut config = config(AddressPolicy::new(vec!["127.0.0.2/32".parse().unwrap()]));
+        config.max_idle_per_host = 0;
+        config.resolver = Some(Arc::new(Rebinding {
+            first: allowed_addr,
+            later: blocked_addr,
+            calls: Default::default(),
+        }));
+        let outbound = Outbound::new(config);
+        let url = format!("http://rebind.test:{}/hook", allowed_addr.port());
+        let first = outbound.send(request(&url)).await;
+        assert_eq!(first.status, Some(200), "{first:?}");
+        let second = outbound.send(request(&url)).await;
+        let error = second
+            .error
+            .expect("the rebound name is refused")
+            .to_string();
+        assert!(
+            error.contains("blocked") && error.contains("127.0.0.3"),
+            "{error}"
+        );
+        assert_eq!(reached.load(std::sync::atomic::Ordering::SeqCst), 0);
+    }
+
+    #[tokio::test]
+    async fn deliveries_tunnel_through_a_connect_proxy_to_the_checked_address() {
+        // A CONNECT proxy that records what it was asked for and splices bytes.
+        let proxy = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let proxy_addr = proxy.local_addr().unwrap();
+        let asked = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+        let log = asked.clone();
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = proxy.accept().await {
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if client.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let line = String::from_utf8_lossy(&head)
+                        .lines()
+                        .next()
+                        .unwrap_or_default()
+                        .to_string();
+                    log.lock().unwrap().push(line.clone());
+                    let target = line.split(' ').nth(1).unwrap_or_default().to_string();
+                    let Ok(mut upstream) = TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let _ = client
+                        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+                        .await;
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+        });
+        let server = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let server_addr = server.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = server.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = s.read(&mut buf).await;
+                    let _ = s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+                });
+            }
+        });
+        let mut with_proxy = config(allow_loopback());
+        with_proxy.proxy = Some(format!("http://{proxy_addr}").parse().unwrap());
+        let outbound = Outbound::new(with_proxy);
+        let ok = outbound
+            .send(request(&format!(
+                "http://localhost:{}/hook",
+                server_addr.port()
+            )))
+            .await;
+        assert_eq!(ok.status, Some(204), "{ok:?}");
+        let asked_for = asked.lock().unwrap().clone();
+        assert_eq!(asked_for.len(), 1);
+        assert!(
+            asked_for[0].starts_with(&format!("CONNECT 127.0.0.1:{}", server_addr.port()))
+                || asked_for[0].starts_with(&format!("CONNECT [::1]:{}", server_addr.port())),
+            "the proxy is asked for the checked address, not the name: {asked_for:?}"
+        );
+        // Behind the proxy the policy still holds: a blocked target never reaches it.
+        let mut strict = config(AddressPolicy::new(vec![]));
+        strict.proxy = Some(format!("http://{proxy_addr}").parse().unwrap());
+        let refused = Outbound::new(strict)
+            .send(request(&format!(
+                "http://127.0.0.1:{}/",
+                server_addr.port()
+            )))
+            .await;
+        assert!(refused.error.unwrap().to_string().contains("blocked"));
+        assert_eq!(asked.lock().unwrap().len(), 1);
     }
 
     fn request(url: &str) -> OutboundRequest {

@@ -222,7 +222,7 @@ fn get_subscription(s: &AdminState, id: &str, query: &str) -> Answer {
 async fn create_subscription(s: &AdminState, req: Request<Incoming>) -> Answer {
     let create: api::SubscriptionCreate = json_body(req).await?;
     let policy = s.policy.read().unwrap().clone();
-    let url = validate_url(&create.url, &policy)?;
+    let url = validate_url(&create.url, &policy, s.delivery.settings().require_https)?;
     let events = validate_patterns(&create.events)?;
     if let Some(t) = &create.tenant {
         if t != "*" && !is_valid_name(t) {
@@ -289,9 +289,10 @@ async fn update_subscription(s: &AdminState, id: &str, req: Request<Incoming>) -
     let update: api::SubscriptionUpdate = json_body(req).await?;
     let key = s.find(id)?.key;
     let policy = s.policy.read().unwrap().clone();
+    let require_https = s.delivery.settings().require_https;
     let sub = change_subscription(s, id, key, |sub| {
         if let Some(url) = &update.url {
-            sub.url = validate_url(url, &policy)?;
+            sub.url = validate_url(url, &policy, require_https)?;
         }
         if let Some(events) = &update.events {
             sub.events = validate_patterns(events)?;
@@ -572,12 +573,18 @@ async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Fai
 }
 
 /// A subscription URL: http(s), a host, and not an address the policy can never allow.
-fn validate_url(url: &str, policy: &AddressPolicy) -> Result<String, Fail> {
+fn validate_url(url: &str, policy: &AddressPolicy, require_https: bool) -> Result<String, Fail> {
     let uri: hyper::Uri = url
         .parse()
         .map_err(|e| bad(format!("url {url:?} is not a valid URL: {e}")))?;
     match uri.scheme_str() {
-        Some("http" | "https") => {}
+        Some("https") => {}
+        Some("http") if require_https => {
+            return Err(bad(format!(
+                "url {url:?} is plain http but delivery.require_https is set; use https://"
+            )))
+        }
+        Some("http") => {}
         _ => {
             return Err(bad(format!(
                 "url {url:?} must start with http:// or https://"
