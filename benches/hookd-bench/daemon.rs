@@ -268,7 +268,8 @@ fn stat_cpu(text: &str) -> Duration {
     Duration::from_secs_f64(total as f64 / clock_ticks() as f64)
 }
 
-/// CPU time per thread name of a process (tokio workers, sled threads, ...).
+/// CPU time per thread name of a process (tokio workers, sled threads, ...);
+/// numbered pools (`sled-io-0`, `sled-io-1`, ...) count as one name.
 pub fn thread_cpu(pid: u32) -> BTreeMap<String, Duration> {
     let mut by_name = BTreeMap::new();
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -282,6 +283,8 @@ pub fn thread_cpu(pid: u32) -> BTreeMap<String, Duration> {
             .split_once('(')
             .and_then(|(_, r)| r.rsplit_once(')'))
             .map_or("?", |(n, _)| n)
+            .trim_end_matches(|c: char| c.is_ascii_digit())
+            .trim_end_matches('-')
             .to_string();
         *by_name.entry(name).or_default() += stat_cpu(&text);
     }

@@ -118,7 +118,10 @@ fn main() -> ExitCode {
 /// Runs the chosen scenarios and prints the results; false if one failed a check.
 fn run(options: &Options) -> Res<bool> {
     now_ns();
-    let bin = PathBuf::from(env!("CARGO_BIN_EXE_hookd"));
+    // HOOKD_BENCH_BIN runs another build (say, one with symbols for perf).
+    let bin = std::env::var_os("HOOKD_BENCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_hookd")));
     if !bin.exists() {
         return Err(format!(
             "{} is missing; build it with `cargo build --release`",
@@ -216,6 +219,8 @@ fn machine(bench: &Bench) -> Vec<(String, String)> {
         .filter(|o| o.status.success())
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
         .unwrap_or_else(|| "unknown".into());
+    let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let loadavg: Vec<&str> = loadavg.split_whitespace().take(3).collect();
     let mut sample = String::new();
     load::write_event(&mut sample, 0);
     vec![
@@ -223,6 +228,10 @@ fn machine(bench: &Bench) -> Vec<(String, String)> {
         ("cpu".into(), model),
         ("memory".into(), mem),
         ("kernel".into(), kernel.trim().to_string()),
+        (
+            "loadavg".into(),
+            format!("{} (at start)", loadavg.join(" ")),
+        ),
         (
             "hookd".into(),
             format!("{} (commit {commit})", bench.bin.display()),
