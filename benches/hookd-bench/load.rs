@@ -289,3 +289,22 @@ pub fn quantile<T: Copy + Into<f64>>(sorted: &[T], q: f64) -> f64 {
     let idx = ((sorted.len() - 1) as f64 * q).round() as usize;
     sorted[idx.min(sorted.len() - 1)].into()
 }
+
+/// The daemon's Prometheus metrics (`GET /metrics`), by series name with labels.
+pub async fn scrape(addr: SocketAddr) -> Res<BTreeMap<String, f64>> {
+    let mut sender = connect(addr).await?;
+    let req = Request::get("/metrics")
+        .header(HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))
+        .expect("static request parts are valid");
+    let resp = sender.send_request(req).await?;
+    let body = resp.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body)
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect())
+}

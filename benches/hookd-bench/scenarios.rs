@@ -136,6 +136,49 @@ impl CpuMark {
     }
 }
 
+/// The daemon's group-commit counters at a point in time.
+struct FlushMark {
+    rounds: f64,
+    seconds: f64,
+}
+
+impl FlushMark {
+    fn new(bench: &Bench, daemon: &Daemon) -> FlushMark {
+        let m = bench
+            .load_rt
+            .block_on(load::scrape(daemon.ingest))
+            .unwrap_or_default();
+        let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
+        FlushMark {
+            rounds: get("hookd_flush_rounds_total"),
+            seconds: get("hookd_flush_seconds_total"),
+        }
+    }
+
+    /// Adds flush rounds per second, events per round and the mean round time since the mark.
+    fn report(
+        &self,
+        bench: &Bench,
+        daemon: &Daemon,
+        s: &mut Scenario,
+        events: u64,
+        wall: Duration,
+    ) {
+        let now = FlushMark::new(bench, daemon);
+        let rounds = now.rounds - self.rounds;
+        if rounds <= 0.0 {
+            return;
+        }
+        s.add("flushes_per_s", rounds / wall.as_secs_f64(), "/s");
+        s.add("events_per_flush", events as f64 / rounds, "");
+        s.add(
+            "mean_flush_time",
+            1000.0 * (now.seconds - self.seconds) / rounds,
+            "ms",
+        );
+    }
+}
+
 impl Bench {
     fn load(&self, plan: &Plan) -> Res<Outcome> {
         self.load_rt.block_on(load::run(plan))
@@ -204,6 +247,7 @@ impl Bench {
             self.subscribe(&ws, &receiver.url(k))?;
         }
         let plan = self.timed_plan(daemon.ingest, batch);
+        let flush = FlushMark::new(self, &daemon);
         let cpu = CpuMark::new(daemon.pid);
         let out = self.load(&plan)?;
         s.add_rate("events_per_s", out.events_per_s(&plan), "ev/s");
@@ -214,11 +258,13 @@ impl Bench {
         if subs > 0 {
             let delivered = receiver.tally.total.load(Ordering::Relaxed);
             s.add(
-                "deliveries_in_window",
+                "window_deliveries_per_s",
                 delivered as f64 / out.elapsed.as_secs_f64(),
                 "/s",
             );
         }
+        let events = out.ok * plan.batch.unwrap_or(1) as u64;
+        flush.report(self, &daemon, &mut s, events, out.elapsed);
         cpu.report(&mut s, "daemon_cpu");
         s.add("daemon_peak_rss", mib(daemon.peak_rss()), "MiB");
         refusals(&mut s, &out);
