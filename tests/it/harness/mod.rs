@@ -10,7 +10,6 @@ pub use daemon::{Daemon, DaemonBuilder};
 pub use receiver::{Receiver, Recorded, Reply};
 
 use hookd::api;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// How long something that should happen "soon" may take before a test fails.
@@ -29,11 +28,11 @@ pub fn sub_to(url: String) -> api::SubscriptionCreate {
 /// push notification for (a delivery's status in the admin API, say). The
 /// admin API is asked again every 25 ms until `deadline`; the test fails
 /// with `what` and the last value seen when it passes.
-pub async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
+pub async fn wait_until<T>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
     let start = Instant::now();
     loop {
         let last = match check().await {
