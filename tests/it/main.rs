@@ -6,5 +6,6 @@
 
 mod harness;
 
+mod delivery;
 mod ingest;
 mod matching;
