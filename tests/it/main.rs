@@ -9,3 +9,4 @@ mod harness;
 mod delivery;
 mod ingest;
 mod matching;
+mod retry;
