@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod admin;
 mod delivery;
 mod ingest;
 mod matching;
