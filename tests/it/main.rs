@@ -7,6 +7,7 @@
 mod harness;
 
 mod admin;
+mod cli;
 mod delivery;
 mod ingest;
 mod matching;
