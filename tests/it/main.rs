@@ -8,7 +8,9 @@ mod harness;
 
 mod admin;
 mod cli;
+mod config;
 mod delivery;
 mod ingest;
 mod matching;
+mod restart;
 mod retry;
