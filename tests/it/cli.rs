@@ -325,3 +325,38 @@ async fn sub_update_moves_pending_deliveries_to_the_new_url() {
     assert_eq!(got[0].path, "/new");
     assert_eq!(got[0].header("webhook-id"), Some(id.as_str()));
 }
+
+#[tokio::test]
+async fn replay_status_dead_resends_only_the_dead() {
+    let daemon = Daemon::start().await;
+    let receiver = Receiver::start().await;
+    let sub = daemon.add_sub(sub_to(receiver.url("/hook"))).await;
+    let fine = daemon
+        .post_new(&json!({"type": "a.b", "data": "fine"}))
+        .await;
+    daemon.wait_event_delivery(&fine, "delivered").await;
+    receiver.set_default("/hook", crate::harness::Reply::status(500));
+    let doomed = daemon
+        .post_new(&json!({"type": "a.b", "data": "doomed"}))
+        .await;
+    daemon.wait_event_delivery(&doomed, "dead").await;
+    assert_eq!(
+        receiver.requests().len(),
+        4,
+        "1 delivered, 3 failed attempts"
+    );
+
+    receiver.set_default("/hook", crate::harness::Reply::ok());
+    let out = daemon
+        .cli_ok(&[
+            "--json", "replay", "--sub", &sub.id, "--since", "1h", "--status", "dead",
+        ])
+        .await;
+    let requeued: api::Requeued = serde_json::from_str(&out).unwrap();
+    assert_eq!(requeued.deliveries.len(), 1, "only the dead one: {out}");
+    let got = receiver.wait_for(5, SOON).await;
+    assert_eq!(got[4].header("webhook-id"), Some(doomed.as_str()));
+    daemon
+        .wait_delivery_status(&requeued.deliveries[0], "delivered")
+        .await;
+}
