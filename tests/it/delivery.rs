@@ -434,3 +434,26 @@ async fn deliveries_sharing_an_ordering_key_are_attempted_in_order() {
         "one at a time, in ingest order, the failed head retried first"
     );
 }
+
+#[tokio::test]
+#[ignore = "bug: a subscription's in_flight in the admin API is always 0, even with attempts on the wire"]
+async fn subscription_shows_its_attempts_on_the_wire() {
+    let daemon = Daemon::builder()
+        .set("delivery", "timeout", "30s")
+        .start()
+        .await;
+    let receiver = Receiver::start().await;
+    receiver.set_default("/hang", Reply::hang());
+    let sub = daemon.add_sub(sub_to(receiver.url("/hang"))).await;
+    for n in 0..2 {
+        daemon
+            .post_new(&json!({"type": "wire.item", "data": n}))
+            .await;
+    }
+    receiver.wait_for(2, SOON).await;
+    let status: hookd::api::Status = daemon.get("/v1/status").await;
+    assert_eq!(status.deliveries.in_flight, 2, "status sees both");
+    let shown = daemon.subscription(&sub.id).await;
+    assert_eq!(shown.pending, 2);
+    assert_eq!(shown.in_flight, 2, "the subscription sees both: {shown:?}");
+}

@@ -212,7 +212,11 @@ async fn gone_410_disables_the_subscription_and_holds_until_resume() {
 
 #[tokio::test]
 async fn delivery_is_dead_after_the_last_retry_and_can_be_redelivered() {
-    let daemon = Daemon::start().await;
+    // Two retries of very different lengths, so that each gap shows which one was used.
+    let daemon = Daemon::builder()
+        .set("delivery", "retry_schedule", vec!["300ms", "2500ms"])
+        .start()
+        .await;
     let receiver = Receiver::start().await;
     receiver.set_default("/hook", Reply::status(500));
     let sub = daemon.add_sub(sub_to(receiver.url("/hook"))).await;
@@ -222,10 +226,15 @@ async fn delivery_is_dead_after_the_last_retry_and_can_be_redelivered() {
 
     // A schedule of two retries: three attempts, then dead.
     let got = receiver.wait_for_path("/hook", 3, SOON).await;
-    let second_gap = got[2].at - got[1].at;
+    let (first_gap, second_gap) = (got[1].at - got[0].at, got[2].at - got[1].at);
+    eprintln!("gaps {first_gap:?} and {second_gap:?} for a schedule of 300ms, 2500ms");
     assert!(
-        second_gap >= Duration::from_millis(540),
-        "the second retry waits 0.9 × 600 ms: {second_gap:?}"
+        first_gap >= Duration::from_millis(270) && first_gap < Duration::from_millis(1500),
+        "the first retry follows the first delay: {first_gap:?}"
+    );
+    assert!(
+        second_gap >= Duration::from_millis(2250),
+        "the second retry waits 0.9 × 2500 ms: {second_gap:?}"
     );
     let dead = daemon.wait_event_delivery(&id, "dead").await;
     assert_eq!(dead.attempts, 3);
