@@ -20,6 +20,44 @@ async fn admin_socket_has_mode_0660() {
     );
     let status: api::Status = daemon.get("/v1/status").await;
     assert_eq!(status.version, env!("CARGO_PKG_VERSION"));
+    let store = std::fs::metadata(daemon.storage_path()).unwrap();
+    assert_eq!(
+        store.permissions().mode() & 0o777,
+        0o700,
+        "the store is private"
+    );
+}
+
+#[tokio::test]
+async fn admin_socket_directory_is_created() {
+    let builder = Daemon::builder();
+    let socket = builder.dir().join("run/hookd/admin.sock");
+    let daemon = builder
+        .set("admin", "socket", socket.display().to_string().as_str())
+        .start()
+        .await;
+    assert_eq!(daemon.socket_path(), socket);
+    let _: api::Status = daemon.get("/v1/status").await;
+}
+
+#[tokio::test]
+#[ignore = "bug: a regular file at admin.socket is deleted and replaced instead of refused"]
+async fn regular_file_at_the_socket_path_is_refused_not_deleted() {
+    let builder = Daemon::builder();
+    let path = builder.dir().join("admin.sock");
+    std::fs::write(&path, "precious data").unwrap();
+    let refused = builder.start_expecting_failure().await;
+    assert!(!refused.status.success());
+    assert!(
+        refused.stderr.contains(&path.display().to_string()),
+        "{}",
+        refused.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(&path).ok().as_deref(),
+        Some("precious data"),
+        "the file is left alone"
+    );
 }
 
 #[tokio::test]

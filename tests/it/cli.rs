@@ -360,3 +360,18 @@ async fn replay_status_dead_resends_only_the_dead() {
         .wait_delivery_status(&requeued.deliveries[0], "delivered")
         .await;
 }
+
+#[tokio::test]
+async fn usage_errors_exit_2() {
+    let daemon = Daemon::start().await;
+    for args in [
+        &["sub", "add"][..],
+        &["sub", "add", "--url", "not-a-url"][..],
+        &["delivery", "list", "--status", "sideways"][..],
+        &["replay", "--sub", "x", "--since", "whenever"][..],
+        &["frobnicate"][..],
+    ] {
+        let out = daemon.cli(args).await;
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+    }
+}
