@@ -3,6 +3,7 @@
 //! redirects, timeouts and the outbound address policy.
 
 use crate::harness::{sub_to, verify_signature, wait_until, Daemon, Receiver, Reply, SOON};
+use base64::Engine;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -30,7 +31,6 @@ async fn delivery_has_standard_webhooks_headers_that_verify() {
     let key = generated_secret
         .strip_prefix("whsec_")
         .expect("secrets start with whsec_");
-    use base64::Engine;
     let key = base64::engine::general_purpose::STANDARD
         .decode(key)
         .expect("base64 after whsec_");
