@@ -7,8 +7,10 @@
 mod harness;
 
 mod admin;
+mod batch;
 mod cli;
 mod config;
+mod data;
 mod delivery;
 mod ingest;
 mod matching;

@@ -24,7 +24,7 @@ pub fn sub_to(url: String) -> api::SubscriptionCreate {
     }
 }
 
-/// Waits until `check` returns `Some`, for state that the daemon offers no
+/// Waits until `check` returns `Ok`, for state that the daemon offers no
 /// push notification for (a delivery's status in the admin API, say). The
 /// admin API is asked again every 25 ms until `deadline`; the test fails
 /// with `what` and the last value seen when it passes.
@@ -61,4 +61,19 @@ pub fn webhook_ids(requests: &[Recorded]) -> Vec<String> {
         .iter()
         .map(|r| r.header("webhook-id").unwrap_or_default().to_string())
         .collect()
+}
+
+/// Asserts the contract's error shape `{"error":{"code","message"}}` and returns the message.
+pub fn error_message(body: &serde_json::Value) -> String {
+    let error = &body["error"];
+    assert!(
+        error["code"].as_str().is_some_and(|c| !c.is_empty()),
+        "error answer without a code: {body}"
+    );
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        !message.is_empty(),
+        "error answer without a message: {body}"
+    );
+    message.to_string()
 }
