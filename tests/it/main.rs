@@ -6,6 +6,15 @@
 
 mod harness;
 
+mod admin;
+mod batch;
+mod cli;
+mod config;
 mod control;
+mod data;
+mod delivery;
 mod ingest;
+mod matching;
+mod restart;
+mod retry;
 mod security;

@@ -74,14 +74,6 @@ impl DaemonBuilder {
         self
     }
 
-    /// Removes `[section] key` so the daemon's own default applies.
-    pub fn unset(mut self, section: &str, key: &str) -> Self {
-        if let Some(table) = self.config.get_mut(section).and_then(|t| t.as_table_mut()) {
-            table.remove(key);
-        }
-        self
-    }
-
     fn write_config(&self) -> PathBuf {
         let path = self.dir.path().join("hookd.toml");
         let text = toml::to_string(&self.config).expect("the config serializes");
@@ -133,7 +125,7 @@ impl DaemonBuilder {
                 stderr: read_log(self.dir.path(), 0),
             },
             Err(other) => panic!(
-                "hookd did not refuse to start: {other:?}; log:\n{}",
+                "hookd did not refuse to start: {other}; log:\n{}",
                 read_log(self.dir.path(), 0)
             ),
         }
@@ -148,10 +140,19 @@ pub struct Refused {
     pub stderr: String,
 }
 
-#[derive(Debug)]
+/// Why a daemon did not become ready.
 enum BootFailure {
     Exited(ExitStatus),
     NotReady(String),
+}
+
+impl std::fmt::Display for BootFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BootFailure::Exited(status) => write!(f, "it exited with {status}"),
+            BootFailure::NotReady(why) => f.write_str(why),
+        }
+    }
 }
 
 /// A running (or stopped, between `kill9`/`sigterm` and `restart`) daemon.
@@ -174,8 +175,9 @@ impl Drop for Daemon {
         }
         if std::thread::panicking() {
             eprintln!(
-                "----- hookd log ({}) -----\n{}----- end of hookd log -----",
+                "----- hookd log ({}, ingest {}) -----\n{}----- end of hookd log -----",
                 self.dir.path().display(),
+                self.ingest_url(),
                 self.log()
             );
         }
@@ -203,7 +205,7 @@ impl Daemon {
                 self.ingest = addr;
             }
             Err(failure) => panic!(
-                "hookd did not become ready: {failure:?}; log:\n{}",
+                "hookd did not become ready: {failure}; log:\n{}",
                 self.log()
             ),
         }
@@ -227,19 +229,6 @@ impl Daemon {
     /// The store directory.
     pub fn storage_path(&self) -> &Path {
         &self.storage
-    }
-
-    /// The temp dir everything lives in.
-    pub fn dir(&self) -> &Path {
-        self.dir.path()
-    }
-
-    /// The process id of the running daemon.
-    pub fn pid(&self) -> u32 {
-        self.child
-            .as_ref()
-            .and_then(|c| c.id())
-            .expect("the daemon is running")
     }
 
     /// Everything the daemon wrote to stderr, over all its boots.
@@ -345,6 +334,31 @@ impl Daemon {
         list.items
     }
 
+    /// Waits until delivery `id` has `status` (polling the admin API, see
+    /// [`wait_until`](super::wait_until)).
+    pub async fn wait_delivery_status(&self, id: &str, status: &str) -> api::Delivery {
+        let what = format!("delivery {id} to be {status}");
+        super::wait_until(&what, super::SOON, async || {
+            let d = self.delivery(id).await;
+            if d.status == status {
+                Ok(d)
+            } else {
+                Err(format!("{d:?}"))
+            }
+        })
+        .await
+    }
+
+    /// Waits until the first delivery of event `event_id` has `status`.
+    pub async fn wait_event_delivery(&self, event_id: &str, status: &str) -> api::Delivery {
+        let event = self.event(event_id).await;
+        let first = event
+            .deliveries
+            .first()
+            .unwrap_or_else(|| panic!("event {event_id} has no deliveries"));
+        self.wait_delivery_status(&first.id, status).await
+    }
+
     /// `GET` an admin path and decode it.
     pub async fn get<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
         self.admin()
@@ -379,17 +393,21 @@ impl Daemon {
 
     /// Sends SIGTERM and waits (up to 30 s) for the daemon to exit.
     pub async fn sigterm(&mut self) -> ExitStatus {
+        self.stop_with(rustix::process::Signal::TERM).await
+    }
+
+    /// Sends `signal` and waits (up to 30 s) for the daemon to exit.
+    pub async fn stop_with(&mut self, signal: rustix::process::Signal) -> ExitStatus {
         let mut child = self.child.take().expect("the daemon is running");
         let pid = child.id().expect("the daemon has a pid");
         let pid = rustix::process::Pid::from_raw(pid as i32).expect("a valid pid");
-        rustix::process::kill_process(pid, rustix::process::Signal::TERM)
-            .expect("SIGTERM is delivered");
+        rustix::process::kill_process(pid, signal).expect("the signal is delivered");
         match tokio::time::timeout(START_DEADLINE, child.wait()).await {
             Ok(status) => status.expect("waiting for the daemon"),
             Err(_) => {
                 let _ = child.start_kill();
                 panic!(
-                    "hookd did not exit within {START_DEADLINE:?} of SIGTERM; log:\n{}",
+                    "hookd did not exit within {START_DEADLINE:?} of {signal:?}; log:\n{}",
                     self.log()
                 )
             }

@@ -70,3 +70,35 @@ pub async fn request(
         body,
     }
 }
+
+/// Writes `bytes` on a fresh connection to `addr`, then reads until the
+/// server closes it. Returns what was read and when the close came; `None`
+/// if the connection is still open after `deadline`.
+pub async fn raw_exchange(
+    addr: SocketAddr,
+    bytes: &[u8],
+    deadline: std::time::Duration,
+) -> Option<(String, std::time::Instant)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("connecting to ingest at {addr}: {e}"));
+    stream.write_all(bytes).await.expect("writing the request");
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(deadline, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    read.ok().map(|()| {
+        (
+            String::from_utf8_lossy(&answer).into_owned(),
+            std::time::Instant::now(),
+        )
+    })
+}

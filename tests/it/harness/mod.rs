@@ -10,7 +10,6 @@ pub use daemon::{Daemon, DaemonBuilder};
 pub use receiver::{Receiver, Recorded, Reply};
 
 use hookd::api;
-use std::future::Future;
 use std::time::{Duration, Instant};
 
 /// How long something that should happen "soon" may take before a test fails.
@@ -25,15 +24,15 @@ pub fn sub_to(url: String) -> api::SubscriptionCreate {
     }
 }
 
-/// Waits until `check` returns `Some`, for state that the daemon offers no
+/// Waits until `check` returns `Ok`, for state that the daemon offers no
 /// push notification for (a delivery's status in the admin API, say). The
 /// admin API is asked again every 25 ms until `deadline`; the test fails
 /// with `what` and the last value seen when it passes.
-pub async fn wait_until<T, F, Fut>(what: &str, deadline: Duration, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Result<T, String>>,
-{
+pub async fn wait_until<T>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
     let start = Instant::now();
     loop {
         let last = match check().await {
@@ -62,4 +61,19 @@ pub fn webhook_ids(requests: &[Recorded]) -> Vec<String> {
         .iter()
         .map(|r| r.header("webhook-id").unwrap_or_default().to_string())
         .collect()
+}
+
+/// Asserts the contract's error shape `{"error":{"code","message"}}` and returns the message.
+pub fn error_message(body: &serde_json::Value) -> String {
+    let error = &body["error"];
+    assert!(
+        error["code"].as_str().is_some_and(|c| !c.is_empty()),
+        "error answer without a code: {body}"
+    );
+    let message = error["message"].as_str().unwrap_or_default();
+    assert!(
+        !message.is_empty(),
+        "error answer without a message: {body}"
+    );
+    message.to_string()
 }

@@ -79,12 +79,19 @@ pub struct Recorded {
     pub body: Bytes,
     /// When the whole request (body included) had arrived.
     pub at: Instant,
+    /// The status the script answered with (0 for a request left hanging).
+    pub answered: u16,
 }
 
 impl Recorded {
     /// A header as text, if present.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// Did the script answer this request with a 2xx?
+    pub fn succeeded(&self) -> bool {
+        (200..300).contains(&self.answered)
     }
 
     /// The body parsed as JSON.
@@ -197,46 +204,66 @@ impl Receiver {
 
     /// Waits until `n` requests have arrived in all, and returns all of them.
     pub async fn wait_for(&self, n: usize, deadline: Duration) -> Vec<Recorded> {
-        self.wait_matching(n, deadline, "any path", |_| true).await
+        self.wait_until(&format!("{n} requests"), deadline, |log| log.len() >= n)
+            .await
     }
 
     /// Waits until `n` requests to `path` have arrived, and returns them.
     pub async fn wait_for_path(&self, path: &str, n: usize, deadline: Duration) -> Vec<Recorded> {
-        self.wait_matching(n, deadline, path, |r| r.path == path)
-            .await
-            .into_iter()
-            .filter(|r| r.path == path)
-            .collect()
+        let log = self
+            .wait_until(&format!("{n} requests to {path}"), deadline, |log| {
+                log.iter().filter(|r| r.path == path).count() >= n
+            })
+            .await;
+        on_path(&log, path)
     }
 
-    async fn wait_matching(
+    /// Waits until every event id in `ids` has been delivered successfully
+    /// (answered 2xx) at least once; repeats are allowed. Returns every request.
+    pub async fn wait_for_delivered(&self, ids: &[String], deadline: Duration) -> Vec<Recorded> {
+        let what = format!("{} event ids delivered", ids.len());
+        self.wait_until(&what, deadline, |log| missing(log, ids).is_empty())
+            .await
+    }
+
+    /// Waits until `done` holds for the request log; returns the log.
+    pub async fn wait_until(
         &self,
-        n: usize,
-        deadline: Duration,
         what: &str,
-        matches: impl Fn(&Recorded) -> bool,
+        deadline: Duration,
+        done: impl Fn(&[Recorded]) -> bool,
     ) -> Vec<Recorded> {
         let mut log = self.shared.log.subscribe();
-        let waited = tokio::time::timeout(
-            deadline,
-            log.wait_for(|log| log.iter().filter(|r| matches(r)).count() >= n),
-        )
-        .await;
+        let waited = tokio::time::timeout(deadline, log.wait_for(|log| done(log))).await;
         match waited {
             Ok(Ok(log)) => log.clone(),
             _ => {
                 let log = self.shared.log.borrow();
                 let seen: Vec<String> = log
                     .iter()
-                    .map(|r| format!("{} id={}", r.path, r.header("webhook-id").unwrap_or("-")))
+                    .map(|r| {
+                        let id = r.header("webhook-id").unwrap_or("-");
+                        format!("{} {id} -> {}", r.path, r.answered)
+                    })
                     .collect();
                 panic!(
-                    "waited {deadline:?} for {n} requests to {what}; {} arrived: {seen:?}",
-                    log.iter().filter(|r| matches(r)).count()
+                    "waited {deadline:?} for {what}; {} requests arrived: {seen:?}",
+                    log.len()
                 )
             }
         }
     }
+}
+
+/// The ids in `ids` that no request in `log` delivered successfully.
+pub fn missing(log: &[Recorded], ids: &[String]) -> Vec<String> {
+    ids.iter()
+        .filter(|id| {
+            !log.iter()
+                .any(|r| r.succeeded() && r.header("webhook-id") == Some(id.as_str()))
+        })
+        .cloned()
+        .collect()
 }
 
 fn on_path(log: &[Recorded], path: &str) -> Vec<Recorded> {
@@ -268,6 +295,7 @@ async fn answer(
             headers: parts.headers,
             body,
             at: Instant::now(),
+            answered: if reply.hang { 0 } else { reply.status },
         })
     });
     if reply.hang {
