@@ -184,7 +184,10 @@ pub fn prepare(
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0);
-    let now_ms = timestamp as u64 * 1000;
+    let now_ms = now
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0);
     let id = &loaded.event.id;
     let mut signature = String::new();
     if sub.signing.hmac() {

@@ -294,11 +294,17 @@ fn check_content_type(req: &Request<Incoming>) -> Result<(), Refusal> {
 struct Posted<'a> {
     #[serde(rename = "type")]
     event_type: Option<String>,
-    #[serde(borrow)]
+    /// `Some` whenever the field is present, `null` included.
+    #[serde(borrow, default, deserialize_with = "present")]
     data: Option<&'a RawValue>,
     id: Option<String>,
     tenant: Option<String>,
     ordering_key: Option<String>,
+}
+
+/// Any JSON value, `null` too, as present: serde would read `null` as `None`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue as Deserialize>::deserialize(d).map(Some)
 }
 
 /// Parses and validates a single event or a batch; errors say which field of which event.

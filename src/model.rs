@@ -48,6 +48,8 @@ pub struct Event {
     pub data_len: u32,
     /// Every delivery made for this event, fan-out first, redeliveries after.
     pub deliveries: Vec<u64>,
+    /// How many of `deliveries` the fan-out made (what ingest answered).
+    pub fanned_out: u32,
 }
 
 /// Where a subscription stands.

@@ -22,7 +22,15 @@ pub fn bind_socket(config: &AdminConfig) -> Result<std::os::unix::net::UnixListe
         key: "admin.socket".into(),
         reason: format!("{}: {reason}", path.display()),
     };
-    if path.exists() {
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        use std::os::unix::fs::FileTypeExt;
+        if !meta.file_type().is_socket() {
+            return Err(err(
+                "something that is not a socket is there; hookd will not delete it: move it \
+                 or point admin.socket elsewhere"
+                    .into(),
+            ));
+        }
         match std::os::unix::net::UnixStream::connect(path) {
             Ok(_) => {
                 return Err(err(

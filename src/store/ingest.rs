@@ -83,6 +83,7 @@ impl Store {
                 ordering_key: event.ordering_key.clone(),
                 received_at: now,
                 data_len: event.data.len() as u32,
+                fanned_out: delivery_ids.len() as u32,
                 deliveries: delivery_ids,
             };
             batch.insert(&keys::with_u64(keys::EVENT, seq), codec::encode(&record));
@@ -138,7 +139,7 @@ impl Store {
         };
         let seq = keys::be(&seq);
         Ok(match self.data.get(keys::with_u64(keys::EVENT, seq))? {
-            Some(v) => Some(codec::decode::<Event>(&v, "event")?.deliveries.len()),
+            Some(v) => Some(codec::decode::<Event>(&v, "event")?.fanned_out as usize),
             None => Some(0),
         })
     }

@@ -202,7 +202,11 @@ impl Store {
 
 fn describe_open_error(e: &sled::Error) -> String {
     match e {
-        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+        // sled reports the lock as `Other` carrying the OS error (EAGAIN).
+        sled::Error::Io(io)
+            if io.kind() == std::io::ErrorKind::WouldBlock
+                || io.to_string().contains("could not acquire lock") =>
+        {
             "it is locked by another process (is another hookd running on it?); stop that \
              process or point storage.path elsewhere"
                 .into()

@@ -41,7 +41,6 @@ async fn admin_socket_directory_is_created() {
 }
 
 #[tokio::test]
-#[ignore = "bug: a regular file at admin.socket is deleted and replaced instead of refused"]
 async fn regular_file_at_the_socket_path_is_refused_not_deleted() {
     let builder = Daemon::builder();
     let path = builder.dir().join("admin.sock");
@@ -126,7 +125,6 @@ async fn second_daemon_on_a_locked_store_is_refused() {
 }
 
 #[tokio::test]
-#[ignore = "bug: the store-lock refusal shows sled's raw error, not the message naming another hookd and storage.path"]
 async fn locked_store_refusal_says_another_hookd_holds_it() {
     let first = Daemon::start().await;
     let storage = first.storage_path().display().to_string();
@@ -276,7 +274,6 @@ async fn removing_a_subscription_cancels_its_open_deliveries() {
 }
 
 #[tokio::test]
-#[ignore = "bug: storage.retention is parsed but nothing ever purges delivered or dead events"]
 async fn delivered_events_are_purged_after_the_retention() {
     let daemon = Daemon::builder()
         .set("storage", "retention", "1s")

@@ -86,7 +86,6 @@ async fn large_data_spanning_store_chunks_is_delivered_intact() {
 }
 
 #[tokio::test]
-#[ignore = "bug: \"data\": null is refused with 400 \"field data is missing\"; null is a JSON value"]
 async fn null_data_is_accepted_and_delivered_as_null() {
     let daemon = Daemon::start().await;
     let receiver = Receiver::start().await;

@@ -47,8 +47,11 @@ async fn held_backlog_survives_kill9_and_flows_after_restart() {
 #[tokio::test]
 async fn failing_backlog_survives_kill9_and_is_delivered_after_restart() {
     let schedule = vec!["300ms"; 10];
+    // The breaker would hold the backlog after ten failures; this test wants
+    // every event attempted before the kill.
     let mut daemon = Daemon::builder()
         .set("delivery", "retry_schedule", schedule)
+        .set("delivery", "breaker_failures", 1000)
         .start()
         .await;
     let receiver = Receiver::start().await;
