@@ -123,7 +123,7 @@ impl DaemonBuilder {
             Err(BootFailure::Exited(status)) => Refused {
                 status,
                 stderr: read_log(self.dir.path(), 0),
-                dir: self.dir,
+                _dir: self.dir,
             },
             Err(other) => panic!(
                 "hookd did not refuse to start: {other}; log:\n{}",
@@ -139,8 +139,8 @@ pub struct Refused {
     pub status: ExitStatus,
     /// Everything it wrote to stderr (and stdout).
     pub stderr: String,
-    /// The daemon's temp dir, kept so a test can look at what it left there.
-    pub dir: TempDir,
+    /// The daemon's temp dir, kept alive so a test can look at what it left there.
+    _dir: TempDir,
 }
 
 /// Why a daemon did not become ready.
