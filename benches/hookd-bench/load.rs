@@ -33,11 +33,17 @@ pub fn parse_event_id(id: &str) -> Option<u64> {
     id.strip_prefix('e')?.parse().ok()
 }
 
-/// Appends the JSON of event number `n`.
-pub fn write_event(out: &mut String, n: u64) {
+/// Appends the JSON of event number `n`; with `keys` above 0 it carries
+/// ordering key `k{n % keys}`.
+pub fn write_event(out: &mut String, n: u64, keys: u64) {
+    let key = if keys > 0 {
+        format!(r#","ordering_key":"k{}""#, n % keys)
+    } else {
+        String::new()
+    };
     let _ = write!(
         out,
-        r#"{{"type":"bench.event","id":"{}","data":{{"seq":{n},"origin":"hookd-bench","pad":"{PAD}"}}}}"#,
+        r#"{{"type":"bench.event","id":"{}"{key},"data":{{"seq":{n},"origin":"hookd-bench","pad":"{PAD}"}}}}"#,
         event_id(n)
     );
 }
@@ -57,6 +63,8 @@ pub struct Plan {
     pub max_time: Duration,
     /// Record when each accepted event's request started (for delivery latency).
     pub track_events: bool,
+    /// Distinct ordering keys the events carry (0: none).
+    pub ordering_keys: u64,
 }
 
 impl Plan {
@@ -69,14 +77,14 @@ impl Plan {
         let per = self.events_per_request();
         let mut out = String::with_capacity(320 * per as usize + 2);
         match self.batch {
-            None => write_event(&mut out, i),
+            None => write_event(&mut out, i, self.ordering_keys),
             Some(_) => {
                 out.push('[');
                 for j in 0..per {
                     if j > 0 {
                         out.push(',');
                     }
-                    write_event(&mut out, i * per + j);
+                    write_event(&mut out, i * per + j, self.ordering_keys);
                 }
                 out.push(']');
             }

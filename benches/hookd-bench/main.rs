@@ -14,7 +14,7 @@ mod receiver;
 mod report;
 mod scenarios;
 
-use scenarios::{Bench, Sizes};
+use scenarios::{Bench, Shape, Sizes};
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::OnceLock;
@@ -30,7 +30,7 @@ pub fn now_ns() -> u64 {
 }
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [&str; 9] = [
+const SCENARIOS: [&str; 11] = [
     "ceiling",
     "ingest-0",
     "ingest-1",
@@ -38,6 +38,8 @@ const SCENARIOS: [&str; 9] = [
     "e2e-1",
     "fanout-10",
     "fanout-100",
+    "ordered-1000",
+    "rate-limited-100",
     "backlog",
     "idle",
 ];
@@ -47,7 +49,7 @@ const USAGE: &str = "usage: cargo bench --bench hookd-bench -- [--json] [--quick
   --json    print the results as one JSON document on stdout (progress goes to stderr)
   --quick   smaller counts and shorter runs
   --only    run only these scenarios (comma-separated):
-            ceiling ingest-0 ingest-1 batch-100 e2e-1 fanout-10 fanout-100 backlog idle";
+            ceiling ingest-0 ingest-1 batch-100 e2e-1 fanout-10 fanout-100 ordered-1000 rate-limited-100 backlog idle";
 
 struct Options {
     json: bool,
@@ -163,6 +165,24 @@ fn run(options: &Options) -> Res<bool> {
             "e2e-1" => bench.deliveries(name, 1, sizes.e2e_events),
             "fanout-10" => bench.deliveries(name, 10, sizes.fanout10_events),
             "fanout-100" => bench.deliveries(name, 100, sizes.fanout100_events),
+            "ordered-1000" => bench.shaped(
+                name,
+                Shape {
+                    subs: 1,
+                    events: sizes.e2e_events,
+                    ordering_keys: 1000,
+                    rate_limit: None,
+                },
+            ),
+            "rate-limited-100" => bench.shaped(
+                name,
+                Shape {
+                    subs: 100,
+                    events: sizes.fanout100_events,
+                    ordering_keys: 0,
+                    rate_limit: Some("50/s"),
+                },
+            ),
             "backlog" => bench.backlog(),
             "idle" => bench.idle(),
             _ => unreachable!("names are checked when parsed"),
@@ -222,7 +242,7 @@ fn machine(bench: &Bench) -> Vec<(String, String)> {
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let loadavg: Vec<&str> = loadavg.split_whitespace().take(3).collect();
     let mut sample = String::new();
-    load::write_event(&mut sample, 0);
+    load::write_event(&mut sample, 0, 0);
     vec![
         ("nproc".into(), nproc.to_string()),
         ("cpu".into(), model),

@@ -179,6 +179,14 @@ impl FlushMark {
     }
 }
 
+/// What a delivery scenario sends.
+pub struct Shape {
+    pub subs: usize,
+    pub events: u64,
+    pub ordering_keys: u64,
+    pub rate_limit: Option<&'static str>,
+}
+
 impl Bench {
     fn load(&self, plan: &Plan) -> Res<Outcome> {
         self.load_rt.block_on(load::run(plan))
@@ -197,13 +205,24 @@ impl Bench {
             max_requests: MAX_TIMED_REQUESTS,
             max_time: self.sizes.window,
             track_events: false,
+            ordering_keys: 0,
         }
     }
 
     /// Creates a subscription to every event type; returns its id.
     fn subscribe(&self, ws: &Workspace, url: &str) -> Res<String> {
+        self.subscribe_limited(ws, url, None)
+    }
+
+    /// Creates a subscription to every event type, with an optional rate limit.
+    fn subscribe_limited(
+        &self,
+        ws: &Workspace,
+        url: &str,
+        rate_limit: Option<&str>,
+    ) -> Res<String> {
         let client = AdminClient::new(ws.admin_socket());
-        let body = serde_json::json!({ "url": url, "events": ["*"] });
+        let body = serde_json::json!({ "url": url, "events": ["*"], "rate_limit": rate_limit });
         let sub: api::Subscription =
             self.load_rt
                 .block_on(client.send_json(Method::POST, "/v1/subscriptions", &body))?;
@@ -274,17 +293,36 @@ impl Bench {
     /// `e2e-1`, `fanout-10`, `fanout-100`: `events` events to `subs`
     /// subscriptions, waiting for every delivery.
     pub fn deliveries(&self, name: &'static str, subs: usize, events: u64) -> Res<Scenario> {
+        let shape = Shape {
+            subs,
+            events,
+            ordering_keys: 0,
+            rate_limit: None,
+        };
+        self.shaped(name, shape)
+    }
+
+    /// `ordered-1000`, `rate-limited-100`: like `deliveries`, with ordering
+    /// keys on the events or a rate limit on every subscription.
+    pub fn shaped(&self, name: &'static str, shape: Shape) -> Res<Scenario> {
+        let Shape {
+            subs,
+            events,
+            ordering_keys,
+            rate_limit,
+        } = shape;
         let mut s = Scenario::new(name);
         let ws = Workspace::new()?;
         let mut daemon = Daemon::start(&self.bin, &ws)?;
         let receiver = Receiver::start(self.receiver_rt.handle(), subs, events as usize)?;
         for k in 0..subs {
-            self.subscribe(&ws, &receiver.url(k))?;
+            self.subscribe_limited(&ws, &receiver.url(k), rate_limit)?;
         }
         let plan = Plan {
             max_requests: events,
             max_time: self.sizes.delivery_deadline,
             track_events: true,
+            ordering_keys,
             ..self.timed_plan(daemon.ingest, None)
         };
         let cpu = CpuMark::new(daemon.pid);
