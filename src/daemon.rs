@@ -85,10 +85,7 @@ pub async fn run(
         wakeup: wakeup.clone(),
         metrics: metrics.clone(),
         stats: stats.clone(),
-        settings: RwLock::new(Arc::new(IngestSettings::new(
-            &config.ingest.tokens,
-            config.ingest.max_body.0 as usize,
-        ))),
+        settings: RwLock::new(Arc::new(IngestSettings::new(&config.ingest))),
         refusing: RwLock::new(None),
         shutting_down: Default::default(),
     });

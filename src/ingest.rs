@@ -3,6 +3,7 @@
 //!
 //! A 2xx is sent only after the store's flusher reports the write durable.
 
+use crate::config::IngestConfig;
 use crate::http::{error_response, json_response, read_body, BodyError, Response};
 use crate::metrics::{Gauges, IngestOutcome, Metrics};
 use crate::model::{is_valid_name, RESERVED_TYPE_PREFIX};
@@ -30,11 +31,14 @@ pub struct IngestSettings {
 }
 
 impl IngestSettings {
-    /// Hashes the tokens.
-    pub fn new(tokens: &[String], max_body: usize) -> IngestSettings {
+    /// The settings `config` asks for; every token it accepts is hashed.
+    pub fn new(config: &IngestConfig) -> IngestSettings {
         IngestSettings {
-            token_hashes: tokens.iter().map(|t| sha256(t.as_bytes())).collect(),
-            max_body,
+            token_hashes: config
+                .all_tokens()
+                .map(|t| sha256(t.expose().trim().as_bytes()))
+                .collect(),
+            max_body: config.max_body.0 as usize,
         }
     }
 }

@@ -47,7 +47,11 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(config) => {
-                println!("{file}: ok\n\n{config:#?}", file = file.display());
+                println!(
+                    "# {file}: ok; effective values:\n{}",
+                    config.render_effective(),
+                    file = file.display()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
