@@ -1,5 +1,5 @@
-//! `run`: open the store, start ingest, admin and the scheduler, and on
-//! shutdown drain them in order and flush.
+//! `run`: open the store, start ingest, admin and the scheduler, tell
+//! systemd, and on shutdown drain in order and flush.
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
@@ -14,6 +14,7 @@ use crate::registry::Registry;
 use crate::retry::RetryPolicy;
 use crate::scheduler::{self, SchedulerStats, Wakeup};
 use crate::store::{Store, StoreOptions};
+use crate::systemd::{self, Notifier};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -45,12 +46,23 @@ impl Listeners {
     }
 }
 
-/// Runs the daemon until `shutdown` resolves (or the store fails, which is an error).
-pub async fn run(
+/// How the outside steers a running daemon: `main` wires signals and
+/// systemd to it, a test its own future and socket.
+pub struct Control<S> {
+    /// Resolves to stop the daemon (SIGTERM, SIGINT).
+    pub shutdown: S,
+    /// Where `READY=1`, watchdog pings and start-up extensions go.
+    pub notifier: Notifier,
+}
+
+/// Runs the daemon until `control.shutdown` resolves (or the store fails,
+/// which is an error).
+pub async fn run<S: Future<Output = ()>>(
     config: Config,
     listeners: Listeners,
-    shutdown: impl Future<Output = ()>,
+    control: Control<S>,
 ) -> Result<()> {
+    let Control { shutdown, notifier } = control;
     let started_at = now_ms();
     let store_path = config.storage.path.clone();
     let cache = config.storage.cache.0;
@@ -60,7 +72,10 @@ pub async fn run(
             cache_bytes: cache,
         })
     });
-    let store = store.await.map_err(|e| Error::Flush(e.to_string()))??;
+    let store = notifier
+        .extend_start_while(store)
+        .await
+        .map_err(|e| Error::Flush(e.to_string()))??;
     let registry = Arc::new(Registry::load(&store)?);
     let metrics = Arc::new(Metrics::default());
     let wakeup = Arc::new(Wakeup::default());
@@ -146,18 +161,20 @@ pub async fn run(
         pending = store.open_total(),
         "hookd ready"
     );
-    let ready = [
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status("serving"),
-        sd_notify::NotifyState::Custom(&format!("HOOKD_INGEST={ingest_addr}")),
-    ];
-    let _ = sd_notify::notify(false, &ready);
+    notifier.send(&[
+        "READY=1",
+        "STATUS=serving",
+        &format!("HOOKD_INGEST={ingest_addr}"),
+    ]);
+    let watchdog = notifier
+        .watchdog()
+        .map(|timeout| tokio::spawn(systemd::watchdog(notifier.clone(), store.clone(), timeout)));
 
     let failure = tokio::select! {
         _ = shutdown => None,
         reason = store.flusher().failed() => Some(reason),
     };
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    notifier.send(&["STOPPING=1"]);
     tracing::info!("shutting down: refusing new events, draining attempts");
     ingest_state.shutting_down.store(true, Ordering::SeqCst);
     let _ = stop_tx.send(true);
@@ -171,6 +188,9 @@ pub async fn run(
     tokio::task::spawn_blocking(move || flush_store.flush_now())
         .await
         .map_err(|e| Error::Flush(e.to_string()))??;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     tracing::info!("store flushed; bye");
     Ok(())
 }

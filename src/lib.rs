@@ -27,3 +27,4 @@ pub mod retry;
 pub mod scheduler;
 pub mod signing;
 pub mod store;
+pub mod systemd;

@@ -2,7 +2,8 @@
 
 use clap::{Parser, Subcommand};
 use hookd::config::Config;
-use hookd::daemon::{self, Listeners};
+use hookd::daemon::{self, Control, Listeners};
+use hookd::systemd::Notifier;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -105,7 +106,11 @@ fn serve(config_path: Option<PathBuf>) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let listeners = Listeners::bind(&config)?;
-        daemon::run(config, listeners, shutdown_signal()).await
+        let control = Control {
+            shutdown: shutdown_signal(),
+            notifier: Notifier::from_env(),
+        };
+        daemon::run(config, listeners, control).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,

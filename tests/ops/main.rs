@@ -1,0 +1,6 @@
+//! Operations: the systemd protocol, reload, metrics, logs, check-config and
+//! backup, each against a real `hookd serve` started by [`harness::Daemon`].
+
+#[allow(dead_code)] // helpers for the tests still to come
+mod harness;
+mod notify;
