@@ -234,7 +234,7 @@ impl Config {
         text: &str,
         sources: &TokenSources<'_>,
     ) -> std::result::Result<Config, String> {
-        let mut config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        let mut config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
         config.ingest.loaded_tokens = load_token_files(&config.ingest, sources)?;
         config.validate()?;
         Ok(config)
@@ -307,6 +307,41 @@ impl IngestConfig {
         self.tokens
             .iter()
             .chain(self.loaded_tokens.iter().flat_map(|l| &l.tokens))
+    }
+}
+
+/// One line naming the key (`delivery.timeout`) and the place, then toml's
+/// reason: fit for a log line, unlike toml's own multi-line report.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let reason = e.message().trim();
+    let Some(span) = e.span() else {
+        return reason.to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    let header = |l: &str| {
+        l.trim()
+            .strip_prefix('[')
+            .and_then(|l| l.split(']').next())
+            .map(|name| name.trim().to_string())
+    };
+    let key = match header(line) {
+        Some(table) => table,
+        None => {
+            let section = before.lines().rev().find_map(header);
+            let name = line.split('=').next().unwrap_or("").trim();
+            match section {
+                Some(section) if !name.is_empty() => format!("{section}.{name}"),
+                _ => name.to_string(),
+            }
+        }
+    };
+    if key.is_empty() {
+        format!("line {line_no}, column {column}: {reason}")
+    } else {
+        format!("key {key} (line {line_no}, column {column}): {reason}")
     }
 }
 
@@ -499,6 +534,23 @@ mod tests {
         assert!(err.contains("max_body"), "{err}");
         let err = Config::parse("[delivery]\nallow_networks = [\"10.0.0.0/99\"]\n").unwrap_err();
         assert!(err.contains("allow_networks"), "{err}");
+    }
+
+    #[test]
+    fn parse_errors_are_one_line_with_the_key() {
+        let err =
+            Config::parse("[ingest]\nmax_body = \"1MiB\"\n\n[delivery]\ntimeout = \"soon\"\n")
+                .unwrap_err();
+        assert!(!err.contains('\n'), "{err}");
+        assert!(
+            err.starts_with("key delivery.timeout (line 5, column 11): "),
+            "{err}"
+        );
+        assert!(err.contains("\"soon\" is not a duration"), "{err}");
+        let err = Config::parse("[ingest]\nlisten_on = \"x\"\n").unwrap_err();
+        assert!(err.starts_with("key ingest.listen_on (line 2"), "{err}");
+        let err = Config::parse("[storag]\n").unwrap_err();
+        assert!(err.starts_with("key storag (line 1"), "{err}");
     }
 
     #[test]
