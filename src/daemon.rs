@@ -1,17 +1,18 @@
 //! `run`: open the store, start ingest, admin and the scheduler, tell
-//! systemd, and on shutdown drain in order and flush.
+//! systemd, apply config reloads, and on shutdown drain in order and flush.
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
-use crate::delivery::{DeliveryContext, DeliverySettings};
+use crate::delivery::DeliveryContext;
 use crate::error::{Error, Result};
 use crate::ingest::{self, IngestSettings, IngestState};
+use crate::logging::LogControl;
 use crate::metrics::Metrics;
 use crate::model::now_ms;
 use crate::netpolicy::AddressPolicy;
 use crate::outbound::{Outbound, OutboundConfig};
 use crate::registry::Registry;
-use crate::retry::RetryPolicy;
+use crate::reload::{delivery_settings, Reloader};
 use crate::scheduler::{self, SchedulerStats, Wakeup};
 use crate::store::{Store, StoreOptions};
 use crate::systemd::{self, Notifier};
@@ -22,7 +23,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// The sockets the daemon serves, bound before `run` (port 0 in tests).
 pub struct Listeners {
@@ -47,10 +48,14 @@ impl Listeners {
 }
 
 /// How the outside steers a running daemon: `main` wires signals and
-/// systemd to it, a test its own future and socket.
+/// systemd to it, a test its own future, channel and socket.
 pub struct Control<S> {
     /// Resolves to stop the daemon (SIGTERM, SIGINT).
     pub shutdown: S,
+    /// Configs to apply while running (SIGHUP), each already loaded and validated.
+    pub reloads: mpsc::Receiver<Config>,
+    /// The log subscriber's level, when this process installed one.
+    pub log: Option<LogControl>,
     /// Where `READY=1`, watchdog pings and start-up extensions go.
     pub notifier: Notifier,
 }
@@ -62,7 +67,12 @@ pub async fn run<S: Future<Output = ()>>(
     listeners: Listeners,
     control: Control<S>,
 ) -> Result<()> {
-    let Control { shutdown, notifier } = control;
+    let Control {
+        shutdown,
+        mut reloads,
+        log,
+        notifier,
+    } = control;
     let started_at = now_ms();
     let store_path = config.storage.path.clone();
     let cache = config.storage.cache.0;
@@ -100,7 +110,10 @@ pub async fn run<S: Future<Output = ()>>(
         wakeup: wakeup.clone(),
         metrics: metrics.clone(),
         stats: stats.clone(),
-        settings: RwLock::new(Arc::new(IngestSettings::new(&config.ingest))),
+        settings: RwLock::new(Arc::new(IngestSettings::new(
+            &config.ingest,
+            config.storage.max_disk.0,
+        ))),
         refusing: RwLock::new(None),
         shutting_down: Default::default(),
     });
@@ -116,7 +129,6 @@ pub async fn run<S: Future<Output = ()>>(
         stats: stats.clone(),
         started_at,
         listen: ingest_addr.to_string(),
-        max_disk: config.storage.max_disk.0,
         policy: RwLock::new(Arc::new(policy)),
         secret_overlap: RwLock::new(config.delivery.secret_overlap.0),
         writes: tokio::sync::Mutex::new(()),
@@ -136,10 +148,13 @@ pub async fn run<S: Future<Output = ()>>(
     let ingest_task = tokio::spawn(serve_ingest(
         ingest_listener,
         ingest_state.clone(),
-        config.ingest.header_timeout.0,
         stopped(&stop_rx),
     ));
-    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, stopped(&stop_rx)));
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state.clone(),
+        stopped(&stop_rx),
+    ));
     let scheduler_task = tokio::spawn(scheduler::run(
         delivery.clone(),
         wakeup.clone(),
@@ -147,11 +162,7 @@ pub async fn run<S: Future<Output = ()>>(
         config.delivery.shutdown_grace.0,
         stopped(&stop_rx),
     ));
-    tokio::spawn(watch_disk_budget(
-        store.clone(),
-        ingest_state.clone(),
-        config.storage.max_disk.0,
-    ));
+    tokio::spawn(watch_disk_budget(store.clone(), ingest_state.clone()));
 
     tracing::info!(
         ingest = %ingest_addr,
@@ -170,9 +181,23 @@ pub async fn run<S: Future<Output = ()>>(
         .watchdog()
         .map(|timeout| tokio::spawn(systemd::watchdog(notifier.clone(), store.clone(), timeout)));
 
-    let failure = tokio::select! {
-        _ = shutdown => None,
-        reason = store.flusher().failed() => Some(reason),
+    let mut reloader = Reloader::new(
+        config,
+        ingest_state.clone(),
+        delivery.clone(),
+        admin_state,
+        wakeup.clone(),
+        log,
+    );
+    tokio::pin!(shutdown);
+    let failure = loop {
+        tokio::select! {
+            _ = &mut shutdown => break None,
+            reason = store.flusher().failed() => break Some(reason),
+            Some(new) = reloads.recv() => {
+                reloader.apply(new);
+            }
+        }
     };
     notifier.send(&["STOPPING=1"]);
     tracing::info!("shutting down: refusing new events, draining attempts");
@@ -195,23 +220,10 @@ pub async fn run<S: Future<Output = ()>>(
     Ok(())
 }
 
-fn delivery_settings(config: &Config) -> DeliverySettings {
-    DeliverySettings {
-        timeout: config.delivery.timeout.0,
-        retry: RetryPolicy {
-            schedule: config.delivery.retry_schedule.iter().map(|d| d.0).collect(),
-            max_retry_after: config.delivery.max_retry_after.0,
-        },
-        excerpt_limit: config.delivery.response_excerpt.0 as usize,
-        max_in_flight: config.delivery.max_in_flight,
-    }
-}
-
 /// Accepts ingest connections until `shutdown`, then lets open requests finish.
 async fn serve_ingest(
     listener: tokio::net::TcpListener,
     state: Arc<IngestState>,
-    header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -229,6 +241,7 @@ async fn serve_ingest(
             },
         };
         let _ = stream.set_nodelay(true);
+        let header_timeout = state.settings.read().unwrap().header_timeout;
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
@@ -248,10 +261,11 @@ async fn serve_ingest(
 }
 
 /// Refuses ingest while the store is over its disk budget.
-async fn watch_disk_budget(store: Arc<Store>, ingest: Arc<IngestState>, max_disk: u64) {
+async fn watch_disk_budget(store: Arc<Store>, ingest: Arc<IngestState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        let max_disk = ingest.settings.read().unwrap().max_disk;
         let size = store.size_on_disk();
         let reason = (size >= max_disk).then(|| {
             format!(

@@ -18,6 +18,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 /// Events in one batch request, at most.
 pub const MAX_BATCH: usize = 1000;
@@ -28,17 +29,23 @@ pub struct IngestSettings {
     /// SHA-256 of each accepted token: compared in constant time, never kept in clear.
     pub token_hashes: Vec<[u8; 32]>,
     pub max_body: usize,
+    /// For new connections: the time a client has to send its request head.
+    pub header_timeout: Duration,
+    /// The store's disk budget (`storage.max_disk`): past it ingest refuses.
+    pub max_disk: u64,
 }
 
 impl IngestSettings {
     /// The settings `config` asks for; every token it accepts is hashed.
-    pub fn new(config: &IngestConfig) -> IngestSettings {
+    pub fn new(config: &IngestConfig, max_disk: u64) -> IngestSettings {
         IngestSettings {
             token_hashes: config
                 .all_tokens()
                 .map(|t| sha256(t.expose().trim().as_bytes()))
                 .collect(),
             max_body: config.max_body.0 as usize,
+            header_timeout: config.header_timeout.0,
+            max_disk,
         }
     }
 }
@@ -191,6 +198,14 @@ async fn accept(
         .metrics
         .events_accepted
         .fetch_add(fresh, Ordering::Relaxed);
+    for answer in &answers {
+        tracing::debug!(
+            event = %answer.id,
+            deliveries = answer.deliveries,
+            duplicate = answer.duplicate,
+            "event accepted"
+        );
+    }
 
     if batch {
         let results: Vec<_> = answers.iter().map(answer_json).collect();

@@ -32,7 +32,6 @@ pub struct AdminState {
     pub stats: Arc<SchedulerStats>,
     pub started_at: Millis,
     pub listen: String,
-    pub max_disk: u64,
     /// The address policy, to refuse subscription URLs that can never be delivered to.
     pub policy: RwLock<Arc<AddressPolicy>>,
     pub secret_overlap: RwLock<Duration>,
@@ -135,7 +134,7 @@ fn status(s: &AdminState) -> Answer {
         store: api::StoreStatus {
             path: s.store.path().display().to_string(),
             size_bytes: s.store.size_on_disk(),
-            max_disk_bytes: s.max_disk,
+            max_disk_bytes: s.ingest.settings.read().unwrap().max_disk,
         },
         subscriptions: api::SubscriptionCounts {
             active: count("active"),

@@ -4,3 +4,4 @@
 #[allow(dead_code)] // helpers for the tests still to come
 mod harness;
 mod notify;
+mod reload;
