@@ -70,7 +70,7 @@ pub async fn handle(state: Arc<IngestState>, req: Request<Incoming>) -> Response
         (&Method::GET, "/healthz") => {
             json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
         }
-        (&Method::GET, "/metrics") => metrics(&state),
+        (&Method::GET, "/metrics") => metrics(&state).await,
         (&Method::POST, "/v1/events") => post_events(&state, req, false).await,
         (&Method::POST, "/v1/events/batch") => post_events(&state, req, true).await,
         (_, "/healthz" | "/metrics" | "/v1/events" | "/v1/events/batch") => error_response(
@@ -86,16 +86,15 @@ pub async fn handle(state: Arc<IngestState>, req: Request<Incoming>) -> Response
     }
 }
 
-fn metrics(state: &IngestState) -> Response {
+async fn metrics(state: &IngestState) -> Response {
     let gauges = Gauges {
         pending: state.store.open_total(),
         in_flight: state.stats.in_flight.load(Ordering::Relaxed),
         store_bytes: state.store.size_on_disk(),
-        flush_rounds: state.store.flusher().rounds.load(Ordering::Relaxed),
-        flush_micros: state.store.flusher().round_micros.load(Ordering::Relaxed),
         subscriptions: state.registry.snapshot().len() as u64,
+        census: state.metrics.census.current(&state.store).await,
     };
-    let body = state.metrics.render(&gauges);
+    let body = state.metrics.render(&gauges, &state.store.flusher().rounds);
     hyper::Response::builder()
         .header("content-type", "text/plain; version=0.0.4")
         .body(crate::http::full(Bytes::from(body)))

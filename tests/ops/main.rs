@@ -3,5 +3,6 @@
 
 #[allow(dead_code)] // helpers for the tests still to come
 mod harness;
+mod metrics;
 mod notify;
 mod reload;

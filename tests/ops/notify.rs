@@ -46,7 +46,7 @@ fn watchdog_pings_follow_flushes() {
     let metrics = daemon.get("/metrics").body;
     let rounds: u64 = metrics
         .lines()
-        .find_map(|l| l.strip_prefix("hookd_flush_rounds_total "))
+        .find_map(|l| l.strip_prefix("hookd_flush_duration_seconds_count "))
         .and_then(|v| v.parse().ok())
         .expect("flush rounds metric");
     // Each ping followed its own flush round-trip.
