@@ -227,7 +227,10 @@ async fn create_subscription(s: &AdminState, req: Request<Incoming>) -> Answer {
         filters: create.filters,
     };
     let sub = s.registry().put(&s.store, sub).await.map_err(internal)?;
-    tracing::info!(subscription = %sub.id, url = %sub.url, "subscription created");
+    // The host only: webhook URLs often carry a secret in their path or query.
+    let host = sub.url.parse::<hyper::Uri>().ok();
+    let host = host.as_ref().and_then(|u| u.host()).unwrap_or("?");
+    tracing::info!(subscription = %sub.id, host = %host, "subscription created");
     Ok(json_response(StatusCode::CREATED, &s.view(&sub, true)))
 }
 

@@ -3,6 +3,7 @@
 
 #[allow(dead_code)] // helpers for the tests still to come
 mod harness;
+mod logs;
 mod metrics;
 mod notify;
 mod reload;
