@@ -4,6 +4,7 @@
 //! One data tree holds every record kind under a one-byte tag (see `keys`), so
 //! an event, its deliveries and their due keys land in one atomic `apply_batch`.
 
+mod backup;
 mod census;
 mod codec;
 mod deliveries;
@@ -12,6 +13,7 @@ mod ingest;
 mod keys;
 mod queries;
 
+pub use backup::BackupSummary;
 pub use census::Census;
 pub use deliveries::{AttemptRecord, DueScan, Loaded};
 pub use flush::Flusher;
