@@ -41,11 +41,11 @@ pub struct AdminState {
 
 /// An error answer: status, code, message.
 #[derive(Debug)]
-struct Fail(StatusCode, &'static str, String);
+pub(super) struct Fail(pub StatusCode, pub &'static str, pub String);
 
-type Answer = Result<Response, Fail>;
+pub(super) type Answer = Result<Response, Fail>;
 
-fn bad(message: impl Into<String>) -> Fail {
+pub(super) fn bad(message: impl Into<String>) -> Fail {
     Fail(StatusCode::BAD_REQUEST, "invalid_request", message.into())
 }
 
@@ -57,7 +57,7 @@ fn not_found(what: &str, id: &str) -> Fail {
     )
 }
 
-fn internal(e: crate::error::Error) -> Fail {
+pub(super) fn internal(e: crate::error::Error) -> Fail {
     tracing::error!(error = %e, "admin request failed");
     Fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
@@ -103,6 +103,7 @@ pub async fn handle(
         (&Method::GET, ["v1", "deliveries"]) => list_deliveries(s, &query),
         (&Method::GET, ["v1", "deliveries", id]) => get_delivery(s, id),
         (&Method::POST, ["v1", "replay"]) => replay(s, req).await,
+        (&Method::POST, ["v1", "backup"]) => super::backup::backup(s, req).await,
         _ => Err(Fail(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -476,7 +477,7 @@ async fn replay(s: &AdminState, req: Request<Incoming>) -> Answer {
     ))
 }
 
-async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Fail> {
+pub(super) async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Fail> {
     let body = read_body(req.into_body(), 1 << 20).await.map_err(|_| {
         Fail(
             StatusCode::PAYLOAD_TOO_LARGE,
