@@ -12,7 +12,7 @@ use crate::model::now_ms;
 use crate::netpolicy::AddressPolicy;
 use crate::outbound::{Outbound, OutboundConfig};
 use crate::registry::Registry;
-use crate::reload::{delivery_settings, Reloader};
+use crate::reload::{delivery_settings, Live, Reloader};
 use crate::scheduler::{self, SchedulerStats, Wakeup};
 use crate::store::{Store, StoreOptions};
 use crate::systemd::{self, Notifier};
@@ -181,14 +181,14 @@ pub async fn run<S: Future<Output = ()>>(
         .watchdog()
         .map(|timeout| tokio::spawn(systemd::watchdog(notifier.clone(), store.clone(), timeout)));
 
-    let mut reloader = Reloader::new(
-        config,
-        ingest_state.clone(),
-        delivery.clone(),
-        admin_state,
-        wakeup.clone(),
+    let live = Live {
+        ingest: ingest_state.clone(),
+        delivery: delivery.clone(),
+        admin: admin_state,
+        wakeup: wakeup.clone(),
         log,
-    );
+    };
+    let mut reloader = Reloader::new(config, live);
     tokio::pin!(shutdown);
     let failure = loop {
         tokio::select! {

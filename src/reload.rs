@@ -32,17 +32,23 @@ pub const LIVE_KEYS: &[&str] = &[
     "log.level",
 ];
 
-/// The running daemon's changeable parts, and the configs it runs with.
+/// The running daemon's parts a reload changes.
+pub struct Live {
+    pub ingest: Arc<IngestState>,
+    pub delivery: Arc<DeliveryContext>,
+    pub admin: Arc<AdminState>,
+    pub wakeup: Arc<Wakeup>,
+    /// The log level, when this process installed the subscriber.
+    pub log: Option<LogControl>,
+}
+
+/// Applies new configs to the [`Live`] parts, knowing what is running.
 pub struct Reloader {
     /// What was bound and opened at start: restart-only keys compare against it.
     started: Config,
     /// The last config applied.
     current: Config,
-    pub ingest: Arc<IngestState>,
-    pub delivery: Arc<DeliveryContext>,
-    pub admin: Arc<AdminState>,
-    pub wakeup: Arc<Wakeup>,
-    pub log: Option<LogControl>,
+    live: Live,
 }
 
 /// What a reload did, for the log and for tests.
@@ -58,22 +64,11 @@ pub struct Outcome {
 
 impl Reloader {
     /// Starts from the config the daemon was started with.
-    pub fn new(
-        config: Config,
-        ingest: Arc<IngestState>,
-        delivery: Arc<DeliveryContext>,
-        admin: Arc<AdminState>,
-        wakeup: Arc<Wakeup>,
-        log: Option<LogControl>,
-    ) -> Reloader {
+    pub fn new(config: Config, live: Live) -> Reloader {
         Reloader {
             started: config.clone(),
             current: config,
-            ingest,
-            delivery,
-            admin,
-            wakeup,
-            log,
+            live,
         }
     }
 
@@ -91,8 +86,9 @@ impl Reloader {
             tokens_changed: false,
         };
 
+        let live = &self.live;
         if outcome.applied.iter().any(|k| k == "log.level") {
-            if let Some(log) = &self.log {
+            if let Some(log) = &live.log {
                 match log.set_level(&new.log.level) {
                     Ok(LevelChange::Applied) => {}
                     Ok(LevelChange::KeptEnv) => tracing::warn!(
@@ -106,23 +102,23 @@ impl Reloader {
 
         let ingest = IngestSettings::new(&new.ingest, new.storage.max_disk.0);
         {
-            let mut settings = self.ingest.settings.write().unwrap();
+            let mut settings = live.ingest.settings.write().unwrap();
             outcome.tokens_changed = settings.token_hashes != ingest.token_hashes;
             *settings = Arc::new(ingest);
         }
-        *self.delivery.settings.write().unwrap() = Arc::new(delivery_settings(&new));
+        *live.delivery.settings.write().unwrap() = Arc::new(delivery_settings(&new));
         if outcome
             .applied
             .iter()
             .any(|k| k == "delivery.allow_networks")
         {
             let policy = AddressPolicy::new(new.delivery.allow_networks.clone());
-            self.delivery.outbound.set_policy(policy.clone());
-            *self.admin.policy.write().unwrap() = Arc::new(policy);
+            live.delivery.outbound.set_policy(policy.clone());
+            *live.admin.policy.write().unwrap() = Arc::new(policy);
         }
-        *self.admin.secret_overlap.write().unwrap() = new.delivery.secret_overlap.0;
+        *live.admin.secret_overlap.write().unwrap() = new.delivery.secret_overlap.0;
         // Caps may have changed: every lane looks again.
-        self.wakeup.all();
+        live.wakeup.all();
 
         for key in &outcome.need_restart {
             tracing::warn!(
@@ -138,7 +134,7 @@ impl Reloader {
         tracing::info!(
             applied = %applied,
             tokens_changed = outcome.tokens_changed,
-            tokens = self.ingest.settings.read().unwrap().token_hashes.len(),
+            tokens = live.ingest.settings.read().unwrap().token_hashes.len(),
             need_restart = outcome.need_restart.len(),
             "config reloaded"
         );
