@@ -3,7 +3,7 @@
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
-use crate::delivery::DeliveryContext;
+use crate::delivery::{DeliveryContext, DeliverySettings};
 use crate::error::{Error, Result};
 use crate::ingest::{self, IngestSettings, IngestState};
 use crate::logging::LogControl;
@@ -12,7 +12,8 @@ use crate::model::now_ms;
 use crate::netpolicy::AddressPolicy;
 use crate::outbound::{Outbound, OutboundConfig};
 use crate::registry::Registry;
-use crate::reload::{delivery_settings, Live, Reloader};
+use crate::reload::{Live, Reloader};
+use crate::retry::RetryPolicy;
 use crate::scheduler::{self, SchedulerStats, Wakeup};
 use crate::store::{Store, StoreOptions};
 use crate::systemd::{self, Notifier};
@@ -218,6 +219,19 @@ pub async fn run<S: Future<Output = ()>>(
     }
     tracing::info!("store flushed; bye");
     Ok(())
+}
+
+/// The delivery settings a config asks for (at start and on reload).
+pub(crate) fn delivery_settings(config: &Config) -> DeliverySettings {
+    DeliverySettings {
+        timeout: config.delivery.timeout.0,
+        retry: RetryPolicy {
+            schedule: config.delivery.retry_schedule.iter().map(|d| d.0).collect(),
+            max_retry_after: config.delivery.max_retry_after.0,
+        },
+        excerpt_limit: config.delivery.response_excerpt.0 as usize,
+        max_in_flight: config.delivery.max_in_flight,
+    }
 }
 
 /// Accepts ingest connections until `shutdown`, then lets open requests finish.

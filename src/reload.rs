@@ -5,11 +5,11 @@
 
 use crate::admin::AdminState;
 use crate::config::Config;
-use crate::delivery::{DeliveryContext, DeliverySettings};
+use crate::daemon::delivery_settings;
+use crate::delivery::DeliveryContext;
 use crate::ingest::{IngestSettings, IngestState};
 use crate::logging::{LevelChange, LogControl};
 use crate::netpolicy::AddressPolicy;
-use crate::retry::RetryPolicy;
 use crate::scheduler::Wakeup;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -145,19 +145,6 @@ impl Reloader {
 
 fn is_live(key: &str) -> bool {
     LIVE_KEYS.contains(&key)
-}
-
-/// The delivery settings a config asks for.
-pub fn delivery_settings(config: &Config) -> DeliverySettings {
-    DeliverySettings {
-        timeout: config.delivery.timeout.0,
-        retry: RetryPolicy {
-            schedule: config.delivery.retry_schedule.iter().map(|d| d.0).collect(),
-            max_retry_after: config.delivery.max_retry_after.0,
-        },
-        excerpt_limit: config.delivery.response_excerpt.0 as usize,
-        max_in_flight: config.delivery.max_in_flight,
-    }
 }
 
 /// The dotted keys (`delivery.timeout`) whose effective values differ.
