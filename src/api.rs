@@ -22,6 +22,7 @@
 //! GET    /v1/deliveries[?sub=ID&status=S&key=K&limit=N]
 //! GET    /v1/deliveries/{id}                  -> Delivery (with attempt_log)
 //! POST   /v1/replay                           ReplayRequest -> Requeued
+//! POST   /v1/backup                           BackupRequest -> Backup
 //! ```
 
 use serde::{Deserialize, Serialize};
@@ -256,6 +257,27 @@ pub struct ReplayRequest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Requeued {
     pub deliveries: Vec<String>,
+}
+
+/// `POST /v1/backup`: the daemon writes a copy of its store to `path`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupRequest {
+    /// An absolute path that does not exist yet, writable by the daemon.
+    pub path: String,
+}
+
+/// Answer to `POST /v1/backup`: what the backup holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Backup {
+    pub path: String,
+    pub subscriptions: u64,
+    pub events: u64,
+    pub deliveries: u64,
+    /// Deliveries still open in the backup: attempted after a restore.
+    pub open_deliveries: u64,
+    pub size_bytes: u64,
+    pub took_ms: u64,
 }
 
 /// Every list endpoint answers this.

@@ -6,13 +6,17 @@
 
 use crate::error::{Error, Result};
 use crate::netpolicy::Cidr;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The systemd credential (`LoadCredential=ingest-tokens:...`) read for
+/// ingest tokens when `$CREDENTIALS_DIRECTORY` is set.
+pub const TOKENS_CREDENTIAL: &str = "ingest-tokens";
+
 /// The whole configuration.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub ingest: IngestConfig,
@@ -23,18 +27,65 @@ pub struct Config {
 }
 
 /// `[ingest]`: the HTTP endpoint applications post events to.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct IngestConfig {
     pub listen: SocketAddr,
-    pub tokens: Vec<String>,
+    pub tokens: Vec<Token>,
+    /// A file of further tokens, one a line; relative to the config file.
+    pub tokens_file: Option<PathBuf>,
     pub max_body: ByteSize,
     /// Answered when no request line and headers arrive within this time.
     pub header_timeout: Dur,
+    /// Tokens read from `tokens_file` and the credential: filled in at load, not a key.
+    #[serde(skip)]
+    pub loaded_tokens: Vec<LoadedTokens>,
 }
 
+/// Tokens read from one file.
+#[derive(Debug, Clone)]
+pub struct LoadedTokens {
+    /// What the tokens came from, for people: the key or credential and the path.
+    pub source: String,
+    pub tokens: Vec<Token>,
+}
+
+/// A bearer token. Its `Debug` and `Serialize` never show it, so neither a
+/// log line nor `check-config` can leak it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Token(String);
+
+impl Token {
+    /// The token itself, for hashing; never for output.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Token {
+    fn from(s: &str) -> Token {
+        Token(s.to_string())
+    }
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(<redacted>)")
+    }
+}
+
+impl Serialize for Token {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
+    }
+}
+
+/// What a secret is shown as.
+pub const REDACTED: &str = "<redacted>";
+
 /// `[admin]`: the Unix socket of the admin API.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
     pub socket: PathBuf,
@@ -65,7 +116,7 @@ impl AdminConfig {
 }
 
 /// `[storage]`: the sled store.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
     pub path: PathBuf,
@@ -76,7 +127,7 @@ pub struct StorageConfig {
 }
 
 /// `[delivery]`: outbound attempts and the retry policy.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DeliveryConfig {
     pub timeout: Dur,
@@ -134,7 +185,7 @@ impl DeliveryConfig {
 }
 
 /// `[log]`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogConfig {
     /// A `tracing` filter: `info`, `hookd=debug`, ...; `RUST_LOG` overrides it.
@@ -146,8 +197,10 @@ impl Default for IngestConfig {
         IngestConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tokens: Vec::new(),
+            tokens_file: None,
             max_body: ByteSize(1 << 20),
             header_timeout: Dur(Duration::from_secs(10)),
+            loaded_tokens: Vec::new(),
         }
     }
 }
@@ -225,39 +278,82 @@ impl Config {
         config
     }
 
-    /// Reads, parses and validates a config file.
+    /// Reads, parses and validates a config file, with the token files it
+    /// names (relative to its directory) and, when `$CREDENTIALS_DIRECTORY`
+    /// is set, the `ingest-tokens` credential.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::Config {
             path: path.to_owned(),
             reason: format!("cannot read it: {e}"),
         })?;
-        Config::parse(&text).map_err(|reason| Error::Config {
+        let sources = TokenSources {
+            base_dir: path.parent().unwrap_or(Path::new(".")),
+            credentials_dir: std::env::var_os("CREDENTIALS_DIRECTORY").map(PathBuf::from),
+        };
+        Config::parse_with(&text, &sources).map_err(|reason| Error::Config {
             path: path.to_owned(),
             reason,
         })
     }
 
-    /// Parses and validates config text; the error names the key and the reason.
+    /// Parses and validates config text (a `tokens_file` is read relative to
+    /// the current directory); the error names the key and the reason.
     pub fn parse(text: &str) -> std::result::Result<Config, String> {
-        let config: Config = toml::from_str(text).map_err(|e| e.to_string())?;
+        let sources = TokenSources {
+            base_dir: Path::new("."),
+            credentials_dir: None,
+        };
+        Config::parse_with(text, &sources)
+    }
+
+    /// Parses config text, reads the token files `sources` points at, validates.
+    pub fn parse_with(
+        text: &str,
+        sources: &TokenSources<'_>,
+    ) -> std::result::Result<Config, String> {
+        let mut config: Config = toml::from_str(text).map_err(|e| describe_toml_error(text, &e))?;
+        config.ingest.loaded_tokens = load_token_files(&config.ingest, sources)?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The effective values as TOML, tokens redacted, with a comment on
+    /// where the tokens came from.
+    pub fn render_effective(&self) -> String {
+        let mut out = String::new();
+        let mut counts = vec![format!("{} in ingest.tokens", self.ingest.tokens.len())];
+        for loaded in &self.ingest.loaded_tokens {
+            counts.push(format!("{} in {}", loaded.tokens.len(), loaded.source));
+        }
+        out.push_str(&format!(
+            "# ingest tokens: {} ({}), shown as {REDACTED:?}\n",
+            self.ingest.all_tokens().count(),
+            counts.join(", ")
+        ));
+        out.push_str(&toml::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n")));
+        out
     }
 
     /// Checks what serde cannot: ranges and cross-key rules.
     pub fn validate(&self) -> std::result::Result<(), String> {
         let key_err = |key: &str, reason: &str| Err(format!("key {key}: {reason}"));
-        if !self.ingest.listen.ip().is_loopback() && self.ingest.tokens.is_empty() {
+        if !self.ingest.listen.ip().is_loopback() && self.ingest.all_tokens().next().is_none() {
             return key_err(
                 "ingest.tokens",
                 &format!(
-                    "ingest listens on {} (not loopback) but no tokens are set; \
+                    "ingest listens on {} (not loopback) but no tokens are set (in ingest.tokens, \
+                     ingest.tokens_file or the {TOKENS_CREDENTIAL} credential); \
                      add at least one token or listen on 127.0.0.1",
                     self.ingest.listen
                 ),
             );
         }
-        if self.ingest.tokens.iter().any(|t| t.trim().is_empty()) {
+        if self
+            .ingest
+            .tokens
+            .iter()
+            .any(|t| t.expose().trim().is_empty())
+        {
             return key_err("ingest.tokens", "a token is empty");
         }
         if let Err(e) = self.admin.socket_mode() {
@@ -306,6 +402,106 @@ impl Config {
     }
 }
 
+impl IngestConfig {
+    /// Every accepted token: `tokens`, then those read from files.
+    pub fn all_tokens(&self) -> impl Iterator<Item = &Token> {
+        self.tokens
+            .iter()
+            .chain(self.loaded_tokens.iter().flat_map(|l| &l.tokens))
+    }
+}
+
+/// One line naming the key (`delivery.timeout`) and the place, then toml's
+/// reason: fit for a log line, unlike toml's own multi-line report.
+fn describe_toml_error(text: &str, e: &toml::de::Error) -> String {
+    let reason = e.message().trim();
+    let Some(span) = e.span() else {
+        return reason.to_string();
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line_no = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    let header = |l: &str| {
+        l.trim()
+            .strip_prefix('[')
+            .and_then(|l| l.split(']').next())
+            .map(|name| name.trim().to_string())
+    };
+    let key = match header(line) {
+        Some(table) => table,
+        None => {
+            let section = before.lines().rev().find_map(header);
+            let name = line.split('=').next().unwrap_or("").trim();
+            match section {
+                Some(section) if !name.is_empty() => format!("{section}.{name}"),
+                _ => name.to_string(),
+            }
+        }
+    };
+    if key.is_empty() {
+        format!("line {line_no}, column {column}: {reason}")
+    } else {
+        format!("key {key} (line {line_no}, column {column}): {reason}")
+    }
+}
+
+/// Where token files are found.
+#[derive(Debug, Clone)]
+pub struct TokenSources<'a> {
+    /// A relative `ingest.tokens_file` is taken from here (the config file's directory).
+    pub base_dir: &'a Path,
+    /// systemd's `$CREDENTIALS_DIRECTORY`; its `ingest-tokens` is read if present.
+    pub credentials_dir: Option<PathBuf>,
+}
+
+/// Reads `ingest.tokens_file` (which must exist when set) and the credential
+/// (only if present). Both are one token a line; `#` comments and blank lines are skipped.
+fn load_token_files(
+    ingest: &IngestConfig,
+    sources: &TokenSources<'_>,
+) -> std::result::Result<Vec<LoadedTokens>, String> {
+    let mut loaded = Vec::new();
+    if let Some(file) = &ingest.tokens_file {
+        let path = sources.base_dir.join(file);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            format!(
+                "key ingest.tokens_file: cannot read {}: {e}",
+                path.display()
+            )
+        })?;
+        loaded.push(LoadedTokens {
+            source: format!("ingest.tokens_file {}", path.display()),
+            tokens: parse_token_lines(&text),
+        });
+    }
+    if let Some(dir) = &sources.credentials_dir {
+        let path = dir.join(TOKENS_CREDENTIAL);
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "credential {TOKENS_CREDENTIAL}: cannot read {}: {e}",
+                    path.display()
+                )
+            })?;
+            loaded.push(LoadedTokens {
+                source: format!("credential {TOKENS_CREDENTIAL} {}", path.display()),
+                tokens: parse_token_lines(&text),
+            });
+        }
+    }
+    Ok(loaded)
+}
+
+/// One token a line; surrounding whitespace, blank lines and `#` comment lines are skipped.
+pub fn parse_token_lines(text: &str) -> Vec<Token> {
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(Token::from)
+        .collect()
+}
+
 /// A duration written like `30s`, `5m`, `2h 30m`, `7d`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Dur(pub Duration);
@@ -316,6 +512,12 @@ impl<'de> Deserialize<'de> for Dur {
         parse_duration(&s)
             .map(Dur)
             .map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Dur {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
     }
 }
 
@@ -342,6 +544,24 @@ impl<'de> Deserialize<'de> for ByteSize {
             Raw::Text(s) => parse_size(&s)
                 .map(ByteSize)
                 .map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for ByteSize {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let n = self.0;
+        let unit = [
+            (1u64 << 40, "TiB"),
+            (1 << 30, "GiB"),
+            (1 << 20, "MiB"),
+            (1 << 10, "KiB"),
+        ]
+        .into_iter()
+        .find(|(size, _)| n >= *size && n % size == 0);
+        match unit {
+            Some((size, name)) => s.serialize_str(&format!("{}{name}", n / size)),
+            None => s.serialize_u64(n),
         }
     }
 }
@@ -418,6 +638,23 @@ mod tests {
     }
 
     #[test]
+    fn parse_errors_are_one_line_with_the_key() {
+        let err =
+            Config::parse("[ingest]\nmax_body = \"1MiB\"\n\n[delivery]\ntimeout = \"soon\"\n")
+                .unwrap_err();
+        assert!(!err.contains('\n'), "{err}");
+        assert!(
+            err.starts_with("key delivery.timeout (line 5, column 11): "),
+            "{err}"
+        );
+        assert!(err.contains("\"soon\" is not a duration"), "{err}");
+        let err = Config::parse("[ingest]\nlisten_on = \"x\"\n").unwrap_err();
+        assert!(err.starts_with("key ingest.listen_on (line 2"), "{err}");
+        let err = Config::parse("[storag]\n").unwrap_err();
+        assert!(err.starts_with("key storag (line 1"), "{err}");
+    }
+
+    #[test]
     fn public_listen_needs_tokens() {
         let err = Config::parse("[ingest]\nlisten = \"0.0.0.0:8080\"\n").unwrap_err();
         assert!(err.contains("ingest.tokens"), "{err}");
@@ -435,6 +672,69 @@ mod tests {
         assert!(err.contains("octal"), "{err}");
         let c = Config::parse("[admin]\nmode = \"0600\"\n").unwrap();
         assert_eq!(c.admin.socket_mode(), Ok(0o600));
+    }
+
+    #[test]
+    fn tokens_come_from_the_file_and_the_credential_too() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("tokens"),
+            "# rotated 2026-12\n\n  file-token-1  \nfile-token-2\n",
+        )
+        .unwrap();
+        let creds = dir.path().join("creds");
+        std::fs::create_dir(&creds).unwrap();
+        std::fs::write(creds.join(TOKENS_CREDENTIAL), "cred-token\n").unwrap();
+        let text = "[ingest]\nlisten = \"0.0.0.0:8080\"\ntokens = [\"inline\"]\ntokens_file = \"tokens\"\n";
+        let sources = TokenSources {
+            base_dir: dir.path(),
+            credentials_dir: Some(creds),
+        };
+        let config = Config::parse_with(text, &sources).unwrap();
+        let all: Vec<&str> = config.ingest.all_tokens().map(Token::expose).collect();
+        assert_eq!(
+            all,
+            ["inline", "file-token-1", "file-token-2", "cred-token"]
+        );
+
+        // The credential alone is enough for a public listen address.
+        let text = "[ingest]\nlisten = \"0.0.0.0:8080\"\n";
+        assert!(Config::parse_with(text, &sources).is_ok());
+        let no_creds = TokenSources {
+            base_dir: dir.path(),
+            credentials_dir: Some(dir.path().join("absent")),
+        };
+        assert!(Config::parse_with(text, &no_creds).is_err());
+
+        let missing = "[ingest]\ntokens_file = \"nope\"\n";
+        let err = Config::parse_with(missing, &sources).unwrap_err();
+        assert!(
+            err.contains("ingest.tokens_file") && err.contains("nope"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn tokens_never_show() {
+        let config = Config::parse("[ingest]\ntokens = [\"s3cret-token\"]\n").unwrap();
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let shown = config.render_effective();
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains(REDACTED), "{shown}");
+    }
+
+    #[test]
+    fn effective_values_render_as_toml_that_parses_back() {
+        let text = "[ingest]\nmax_body = \"512KiB\"\nheader_timeout = \"1m 30s\"\n\
+                    [storage]\nmax_disk = 123456789\nretention = \"3d\"\n\
+                    [delivery]\nretry_schedule = [\"1s\", \"2h\"]\nallow_networks = [\"10.0.0.0/8\"]\n\
+                    [log]\nlevel = \"hookd=debug\"\n";
+        let config = Config::parse(text).unwrap();
+        let rendered = config.render_effective();
+        assert!(rendered.contains("max_body = \"512KiB\""), "{rendered}");
+        assert!(rendered.contains("retention = \"3days\""), "{rendered}");
+        let again = Config::parse(&rendered).unwrap();
+        assert_eq!(format!("{again:?}"), format!("{config:?}"));
     }
 
     #[test]

@@ -1,19 +1,22 @@
-//! `run`: open the store, start ingest, admin and the scheduler, and on
-//! shutdown drain them in order and flush.
+//! `run`: open the store, start ingest, admin and the scheduler, tell
+//! systemd, apply config reloads, and on shutdown drain in order and flush.
 
 use crate::admin::{self, AdminState};
 use crate::config::Config;
 use crate::delivery::{DeliveryContext, DeliverySettings};
 use crate::error::{Error, Result};
 use crate::ingest::{self, IngestSettings, IngestState};
+use crate::logging::LogControl;
 use crate::metrics::Metrics;
 use crate::model::now_ms;
 use crate::netpolicy::AddressPolicy;
 use crate::outbound::{Outbound, OutboundConfig};
 use crate::registry::Registry;
+use crate::reload::{Live, Reloader};
 use crate::retry::RetryPolicy;
 use crate::scheduler::{self, ControlSettings, SchedulerStats, UplinkSettings, Wakeup};
 use crate::store::{Store, StoreOptions};
+use crate::systemd::{self, Notifier};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -21,7 +24,7 @@ use std::future::Future;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 /// The sockets the daemon serves, bound before `run` (port 0 in tests).
 pub struct Listeners {
@@ -45,12 +48,32 @@ impl Listeners {
     }
 }
 
-/// Runs the daemon until `shutdown` resolves (or the store fails, which is an error).
-pub async fn run(
+/// How the outside steers a running daemon: `main` wires signals and
+/// systemd to it, a test its own future, channel and socket.
+pub struct Control<S> {
+    /// Resolves to stop the daemon (SIGTERM, SIGINT).
+    pub shutdown: S,
+    /// Configs to apply while running (SIGHUP), each already loaded and validated.
+    pub reloads: mpsc::Receiver<Config>,
+    /// The log subscriber's level, when this process installed one.
+    pub log: Option<LogControl>,
+    /// Where `READY=1`, watchdog pings and start-up extensions go.
+    pub notifier: Notifier,
+}
+
+/// Runs the daemon until `control.shutdown` resolves (or the store fails,
+/// which is an error).
+pub async fn run<S: Future<Output = ()>>(
     config: Config,
     listeners: Listeners,
-    shutdown: impl Future<Output = ()>,
+    control: Control<S>,
 ) -> Result<()> {
+    let Control {
+        shutdown,
+        mut reloads,
+        log,
+        notifier,
+    } = control;
     let started_at = now_ms();
     let store_path = config.storage.path.clone();
     let cache = config.storage.cache.0;
@@ -60,7 +83,10 @@ pub async fn run(
             cache_bytes: cache,
         })
     });
-    let store = store.await.map_err(|e| Error::Flush(e.to_string()))??;
+    let store = notifier
+        .extend_start_while(store)
+        .await
+        .map_err(|e| Error::Flush(e.to_string()))??;
     let registry = Arc::new(Registry::load(&store)?);
     let metrics = Arc::new(Metrics::default());
     let wakeup = Arc::new(Wakeup::default());
@@ -89,8 +115,8 @@ pub async fn run(
         metrics: metrics.clone(),
         stats: stats.clone(),
         settings: RwLock::new(Arc::new(IngestSettings::new(
-            &config.ingest.tokens,
-            config.ingest.max_body.0 as usize,
+            &config.ingest,
+            config.storage.max_disk.0,
         ))),
         refusing: RwLock::new(None),
         shutting_down: Default::default(),
@@ -107,7 +133,6 @@ pub async fn run(
         stats: stats.clone(),
         started_at,
         listen: ingest_addr.to_string(),
-        max_disk: config.storage.max_disk.0,
         policy: RwLock::new(Arc::new(policy)),
         secret_overlap: RwLock::new(config.delivery.secret_overlap.0),
         allowed_uids: RwLock::new(allowed_uids(&config)),
@@ -127,10 +152,13 @@ pub async fn run(
     let ingest_task = tokio::spawn(serve_ingest(
         ingest_listener,
         ingest_state.clone(),
-        config.ingest.header_timeout.0,
         stopped(&stop_rx),
     ));
-    let admin_task = tokio::spawn(admin::serve(admin_listener, admin_state, stopped(&stop_rx)));
+    let admin_task = tokio::spawn(admin::serve(
+        admin_listener,
+        admin_state.clone(),
+        stopped(&stop_rx),
+    ));
     let scheduler_task = tokio::spawn(scheduler::run(
         delivery.clone(),
         wakeup.clone(),
@@ -139,11 +167,7 @@ pub async fn run(
         stopped(&stop_rx),
     ));
     tokio::spawn(purge_expired(store.clone(), config.storage.retention.0));
-    tokio::spawn(watch_disk_budget(
-        store.clone(),
-        ingest_state.clone(),
-        config.storage.max_disk.0,
-    ));
+    tokio::spawn(watch_disk_budget(store.clone(), ingest_state.clone()));
 
     tracing::info!(
         ingest = %ingest_addr,
@@ -153,18 +177,34 @@ pub async fn run(
         pending = store.open_total(),
         "hookd ready"
     );
-    let ready = [
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status("serving"),
-        sd_notify::NotifyState::Custom(&format!("HOOKD_INGEST={ingest_addr}")),
-    ];
-    let _ = sd_notify::notify(false, &ready);
+    notifier.send(&[
+        "READY=1",
+        "STATUS=serving",
+        &format!("HOOKD_INGEST={ingest_addr}"),
+    ]);
+    let watchdog = notifier
+        .watchdog()
+        .map(|timeout| tokio::spawn(systemd::watchdog(notifier.clone(), store.clone(), timeout)));
 
-    let failure = tokio::select! {
-        _ = shutdown => None,
-        reason = store.flusher().failed() => Some(reason),
+    let live = Live {
+        ingest: ingest_state.clone(),
+        delivery: delivery.clone(),
+        admin: admin_state,
+        wakeup: wakeup.clone(),
+        log,
     };
-    let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+    let mut reloader = Reloader::new(config, live);
+    tokio::pin!(shutdown);
+    let failure = loop {
+        tokio::select! {
+            _ = &mut shutdown => break None,
+            reason = store.flusher().failed() => break Some(reason),
+            Some(new) = reloads.recv() => {
+                reloader.apply(new);
+            }
+        }
+    };
+    notifier.send(&["STOPPING=1"]);
     tracing::info!("shutting down: refusing new events, draining attempts");
     ingest_state.shutting_down.store(true, Ordering::SeqCst);
     let _ = stop_tx.send(true);
@@ -178,11 +218,15 @@ pub async fn run(
     tokio::task::spawn_blocking(move || flush_store.flush_now())
         .await
         .map_err(|e| Error::Flush(e.to_string()))??;
+    if let Some(watchdog) = watchdog {
+        watchdog.abort();
+    }
     tracing::info!("store flushed; bye");
     Ok(())
 }
 
-fn delivery_settings(config: &Config) -> DeliverySettings {
+/// The delivery settings a config asks for (at start and on reload).
+pub(crate) fn delivery_settings(config: &Config) -> DeliverySettings {
     DeliverySettings {
         timeout: config.delivery.timeout.0,
         retry: RetryPolicy {
@@ -196,7 +240,7 @@ fn delivery_settings(config: &Config) -> DeliverySettings {
 }
 
 /// `admin.allowed_uids` with the daemon's own uid added (empty stays empty: no restriction).
-fn allowed_uids(config: &Config) -> Vec<u32> {
+pub(crate) fn allowed_uids(config: &Config) -> Vec<u32> {
     let mut uids = config.admin.allowed_uids.clone();
     if !uids.is_empty() {
         uids.extend(admin::own_uid());
@@ -204,7 +248,7 @@ fn allowed_uids(config: &Config) -> Vec<u32> {
     uids
 }
 
-fn control_settings(config: &Config) -> ControlSettings {
+pub(crate) fn control_settings(config: &Config) -> ControlSettings {
     let d = &config.delivery;
     ControlSettings {
         breaker_failures: d.breaker_failures,
@@ -226,7 +270,6 @@ fn control_settings(config: &Config) -> ControlSettings {
 async fn serve_ingest(
     listener: tokio::net::TcpListener,
     state: Arc<IngestState>,
-    header_timeout: Duration,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -244,6 +287,7 @@ async fn serve_ingest(
             },
         };
         let _ = stream.set_nodelay(true);
+        let header_timeout = state.settings.read().unwrap().header_timeout;
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
@@ -292,10 +336,11 @@ async fn purge_expired(store: Arc<Store>, retention: Duration) {
 }
 
 /// Refuses ingest while the store is over its disk budget.
-async fn watch_disk_budget(store: Arc<Store>, ingest: Arc<IngestState>, max_disk: u64) {
+async fn watch_disk_budget(store: Arc<Store>, ingest: Arc<IngestState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        let max_disk = ingest.settings.read().unwrap().max_disk;
         let size = store.size_on_disk();
         let reason = (size >= max_disk).then(|| {
             format!(

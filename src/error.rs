@@ -33,6 +33,9 @@ pub enum Error {
 
     #[error("the store failed to flush: {0}")]
     Flush(String),
+
+    #[error("backup to {path}: {reason}")]
+    Backup { path: PathBuf, reason: String },
 }
 
 /// Shorthand used across the crate.

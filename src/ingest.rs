@@ -3,6 +3,7 @@
 //!
 //! A 2xx is sent only after the store's flusher reports the write durable.
 
+use crate::config::IngestConfig;
 use crate::http::{error_response, json_response, read_body, BodyError, Response};
 use crate::metrics::{Gauges, IngestOutcome, Metrics};
 use crate::model::{is_valid_name, RESERVED_TYPE_PREFIX};
@@ -17,6 +18,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 /// Events in one batch request, at most.
 pub const MAX_BATCH: usize = 1000;
@@ -27,14 +29,23 @@ pub struct IngestSettings {
     /// SHA-256 of each accepted token: compared in constant time, never kept in clear.
     pub token_hashes: Vec<[u8; 32]>,
     pub max_body: usize,
+    /// For new connections: the time a client has to send its request head.
+    pub header_timeout: Duration,
+    /// The store's disk budget (`storage.max_disk`): past it ingest refuses.
+    pub max_disk: u64,
 }
 
 impl IngestSettings {
-    /// Hashes the tokens.
-    pub fn new(tokens: &[String], max_body: usize) -> IngestSettings {
+    /// The settings `config` asks for; every token it accepts is hashed.
+    pub fn new(config: &IngestConfig, max_disk: u64) -> IngestSettings {
         IngestSettings {
-            token_hashes: tokens.iter().map(|t| sha256(t.as_bytes())).collect(),
-            max_body,
+            token_hashes: config
+                .all_tokens()
+                .map(|t| sha256(t.expose().trim().as_bytes()))
+                .collect(),
+            max_body: config.max_body.0 as usize,
+            header_timeout: config.header_timeout.0,
+            max_disk,
         }
     }
 }
@@ -59,7 +70,7 @@ pub async fn handle(state: Arc<IngestState>, req: Request<Incoming>) -> Response
         (&Method::GET, "/healthz") => {
             json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))
         }
-        (&Method::GET, "/metrics") => metrics(&state),
+        (&Method::GET, "/metrics") => metrics(&state).await,
         (&Method::POST, "/v1/events") => post_events(&state, req, false).await,
         (&Method::POST, "/v1/events/batch") => post_events(&state, req, true).await,
         (_, "/healthz" | "/metrics" | "/v1/events" | "/v1/events/batch") => error_response(
@@ -75,25 +86,26 @@ pub async fn handle(state: Arc<IngestState>, req: Request<Incoming>) -> Response
     }
 }
 
-fn metrics(state: &IngestState) -> Response {
+async fn metrics(state: &IngestState) -> Response {
+    let uplink_down = state.stats.uplink_down_since.lock().unwrap().is_some();
+    let breakers_open = state
+        .stats
+        .lanes
+        .lock()
+        .unwrap()
+        .values()
+        .filter(|l| l.breaker_since.is_some())
+        .count() as u64;
     let gauges = Gauges {
         pending: state.store.open_total(),
         in_flight: state.stats.in_flight.load(Ordering::Relaxed),
         store_bytes: state.store.size_on_disk(),
-        flush_rounds: state.store.flusher().rounds.load(Ordering::Relaxed),
-        flush_micros: state.store.flusher().round_micros.load(Ordering::Relaxed),
         subscriptions: state.registry.snapshot().len() as u64,
-        uplink_down: state.stats.uplink_down_since.lock().unwrap().is_some(),
-        breakers_open: state
-            .stats
-            .lanes
-            .lock()
-            .unwrap()
-            .values()
-            .filter(|l| l.breaker_since.is_some())
-            .count() as u64,
+        uplink_down,
+        breakers_open,
+        census: state.metrics.census.current(&state.store).await,
     };
-    let body = state.metrics.render(&gauges);
+    let body = state.metrics.render(&gauges, &state.store.flusher().rounds);
     hyper::Response::builder()
         .header("content-type", "text/plain; version=0.0.4")
         .body(crate::http::full(Bytes::from(body)))
@@ -196,6 +208,14 @@ async fn accept(
         .metrics
         .events_accepted
         .fetch_add(fresh, Ordering::Relaxed);
+    for answer in &answers {
+        tracing::debug!(
+            event = %answer.id,
+            deliveries = answer.deliveries,
+            duplicate = answer.duplicate,
+            "event accepted"
+        );
+    }
 
     if batch {
         let results: Vec<_> = answers.iter().map(answer_json).collect();

@@ -2,9 +2,11 @@
 
 use clap::{Parser, Subcommand};
 use hookd::config::Config;
-use hookd::daemon::{self, Listeners};
+use hookd::daemon::{self, Control, Listeners};
+use hookd::systemd::Notifier;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tokio::sync::mpsc;
 
 /// hookd: durable webhook delivery in one binary.
 ///
@@ -47,7 +49,11 @@ fn main() -> ExitCode {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(config) => {
-                println!("{file}: ok\n\n{config:#?}", file = file.display());
+                println!(
+                    "# {file}: ok; effective values:\n{}",
+                    config.render_effective(),
+                    file = file.display()
+                );
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -83,7 +89,7 @@ fn serve(config_path: Option<PathBuf>) -> ExitCode {
         },
         None => Config::development(),
     };
-    init_logging(&config.log.level);
+    let log = hookd::logging::init(&config.log.level);
     if config_path.is_none() {
         tracing::info!(
             "no --config: development mode (store ./hookd-data, socket ./hookd.sock, loopback delivery allowed)"
@@ -101,7 +107,15 @@ fn serve(config_path: Option<PathBuf>) -> ExitCode {
     };
     let result = runtime.block_on(async {
         let listeners = Listeners::bind(&config)?;
-        daemon::run(config, listeners, shutdown_signal()).await
+        let (reload_tx, reloads) = mpsc::channel(1);
+        tokio::spawn(reload_on_hangup(config_path, reload_tx));
+        let control = Control {
+            shutdown: shutdown_signal(),
+            reloads,
+            log: Some(log),
+            notifier: Notifier::from_env(),
+        };
+        daemon::run(config, listeners, control).await
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -124,19 +138,26 @@ async fn shutdown_signal() {
     }
 }
 
-/// `RUST_LOG` wins over the config's level; under journald no timestamps (it adds its own).
-fn init_logging(level: &str) {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env()
-        .or_else(|_| EnvFilter::try_new(level))
-        .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(false);
-    if std::env::var_os("JOURNAL_STREAM").is_some() {
-        builder.without_time().init();
-    } else {
-        builder.init();
+/// On each SIGHUP, loads the config file again and hands it to the daemon;
+/// a file that does not load is refused here and the running config stays.
+async fn reload_on_hangup(path: Option<PathBuf>, reloads: mpsc::Sender<Config>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
+    while hangup.recv().await.is_some() {
+        let Some(path) = &path else {
+            tracing::warn!("SIGHUP: no --config file to reload (development mode)");
+            continue;
+        };
+        tracing::info!(config = %path.display(), "SIGHUP: reloading the config");
+        match Config::load(path) {
+            Ok(config) => {
+                if reloads.send(config).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "config reload refused; the running config stays")
+            }
+        }
     }
 }

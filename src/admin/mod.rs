@@ -1,5 +1,6 @@
 //! The admin API: HTTP/1.1 + JSON on a Unix socket, never on the network.
 
+mod backup;
 mod routes;
 mod views;
 

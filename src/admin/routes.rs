@@ -33,7 +33,6 @@ pub struct AdminState {
     pub stats: Arc<SchedulerStats>,
     pub started_at: Millis,
     pub listen: String,
-    pub max_disk: u64,
     /// The address policy, to refuse subscription URLs that can never be delivered to.
     pub policy: RwLock<Arc<AddressPolicy>>,
     pub secret_overlap: RwLock<Duration>,
@@ -43,11 +42,11 @@ pub struct AdminState {
 
 /// An error answer: status, code, message.
 #[derive(Debug)]
-struct Fail(StatusCode, &'static str, String);
+pub(super) struct Fail(pub StatusCode, pub &'static str, pub String);
 
-type Answer = Result<Response, Fail>;
+pub(super) type Answer = Result<Response, Fail>;
 
-fn bad(message: impl Into<String>) -> Fail {
+pub(super) fn bad(message: impl Into<String>) -> Fail {
     Fail(StatusCode::BAD_REQUEST, "invalid_request", message.into())
 }
 
@@ -59,7 +58,7 @@ fn not_found(what: &str, id: &str) -> Fail {
     )
 }
 
-fn internal(e: crate::error::Error) -> Fail {
+pub(super) fn internal(e: crate::error::Error) -> Fail {
     tracing::error!(error = %e, "admin request failed");
     Fail(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
 }
@@ -105,6 +104,7 @@ pub async fn handle(
         (&Method::GET, ["v1", "deliveries"]) => list_deliveries(s, &query),
         (&Method::GET, ["v1", "deliveries", id]) => get_delivery(s, id),
         (&Method::POST, ["v1", "replay"]) => replay(s, req).await,
+        (&Method::POST, ["v1", "backup"]) => super::backup::backup(s, req).await,
         _ => Err(Fail(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -136,7 +136,7 @@ fn status(s: &AdminState) -> Answer {
         store: api::StoreStatus {
             path: s.store.path().display().to_string(),
             size_bytes: s.store.size_on_disk(),
-            max_disk_bytes: s.max_disk,
+            max_disk_bytes: s.ingest.settings.read().unwrap().max_disk,
         },
         subscriptions: api::SubscriptionCounts {
             active: count("active"),
@@ -281,7 +281,10 @@ async fn create_subscription(s: &AdminState, req: Request<Incoming>) -> Answer {
         ed25519,
     };
     let sub = s.registry().insert(&s.store, sub).await.map_err(internal)?;
-    tracing::info!(subscription = %sub.id, url = %sub.url, "subscription created");
+    // The host only: webhook URLs often carry a secret in their path or query.
+    let host = sub.url.parse::<hyper::Uri>().ok();
+    let host = host.as_ref().and_then(|u| u.host()).unwrap_or("?");
+    tracing::info!(subscription = %sub.id, host = %host, "subscription created");
     Ok(json_response(StatusCode::CREATED, &s.view(&sub, true)))
 }
 
@@ -561,7 +564,7 @@ async fn replay(s: &AdminState, req: Request<Incoming>) -> Answer {
     ))
 }
 
-async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Fail> {
+pub(super) async fn json_body<T: DeserializeOwned>(req: Request<Incoming>) -> Result<T, Fail> {
     let body = read_body(req.into_body(), 1 << 20).await.map_err(|_| {
         Fail(
             StatusCode::PAYLOAD_TOO_LARGE,

@@ -1,5 +1,5 @@
 //! The admin command line: `hookd status`, `hookd sub ...`, `hookd event ...`,
-//! `hookd delivery ...`, `hookd replay ...`. It talks to the daemon's admin
+//! `hookd delivery ...`, `hookd replay ...`, `hookd backup ...`. It talks to the daemon's admin
 //! API (HTTP/1.1 + JSON on a Unix socket) through [`AdminClient`].
 //!
 //! `main.rs` flattens [`AdminCommand`] into its own subcommands, flattens
@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use hyper::Method;
 
-use crate::api::{ReplayRequest, SubscriptionCreate, SubscriptionUpdate};
+use crate::api::{BackupRequest, ReplayRequest, SubscriptionCreate, SubscriptionUpdate};
 
 pub use client::AdminClient;
 pub use error::CliError;
@@ -95,7 +95,26 @@ pub enum AdminCommand {
     /// optionally only those whose delivery to this subscription has a given
     /// status (typically `dead`, after fixing the receiving end).
     Replay(ReplayArgs),
+
+    /// Copy the live store to a new directory while hookd keeps running
+    ///
+    /// The daemon writes the copy, so DEST must be writable by its user (under
+    /// the systemd unit: inside /var/lib/hookd-backup). Every event accepted
+    /// before the backup starts is in it. To restore: stop hookd, move DEST to
+    /// storage.path, start hookd.
+    Backup(BackupArgs),
 }
+
+/// `hookd backup`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BackupArgs {
+    /// A directory that does not exist yet (relative paths are taken from here)
+    #[arg(value_name = "DEST")]
+    pub dest: PathBuf,
+}
+
+/// How long `hookd backup` waits for the daemon: a large store takes a while.
+const BACKUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
 
 /// `hookd sub ...`.
 #[derive(Debug, Clone, clap::Subcommand)]
@@ -383,6 +402,7 @@ enum View {
     DeliveryList,
     Delivery,
     Replayed,
+    Backup,
 }
 
 /// One command as an HTTP request plus the way to show its answer.
@@ -394,6 +414,8 @@ struct Plan {
     view: View,
     /// The id the command was about (for messages on empty answers).
     id: Option<String>,
+    /// Longer than the client's default, for long work.
+    timeout: Option<std::time::Duration>,
 }
 
 impl Plan {
@@ -404,6 +426,7 @@ impl Plan {
             body: None,
             view,
             id: None,
+            timeout: None,
         }
     }
 
@@ -539,6 +562,18 @@ fn plan(cmd: AdminCommand) -> Result<Plan, CliError> {
                 status: r.status,
             })?
         }
+        AdminCommand::Backup(b) => {
+            // The daemon has its own working directory: send an absolute path.
+            let dest = std::path::absolute(&b.dest).map_err(|e| {
+                CliError::InvalidRequest(format!("backup path {}: {e}", b.dest.display()))
+            })?;
+            let mut plan =
+                Plan::new(post, "/v1/backup".into(), View::Backup).body(BackupRequest {
+                    path: dest.display().to_string(),
+                })?;
+            plan.timeout = Some(BACKUP_TIMEOUT);
+            plan
+        }
     })
 }
 
@@ -551,6 +586,10 @@ pub async fn execute(
     cmd: AdminCommand,
 ) -> Result<String, CliError> {
     let plan = plan(cmd)?;
+    let client = match plan.timeout {
+        Some(t) => client.clone().with_timeout(t),
+        None => client.clone(),
+    };
     let body = client
         .request_ok(plan.method.clone(), &plan.path, plan.body.clone())
         .await?;
@@ -596,6 +635,7 @@ fn show(plan: &Plan, body: &[u8], now: i64) -> Result<String, CliError> {
         View::DeliveryList => render::delivery_list(&decode(m, p, bytes)?, now),
         View::Delivery => render::delivery(&decode(m, p, bytes)?, now),
         View::Replayed => render::requeued(&decode(m, p, bytes)?, "replay"),
+        View::Backup => render::backup(&decode(m, p, bytes)?),
     })
 }
 

@@ -1,6 +1,6 @@
 //! Human output of each command, from the API's typed answers.
 
-use crate::api::{Attempt, Delivery, Event, List, Requeued, Status, Subscription};
+use crate::api::{Attempt, Backup, Delivery, Event, List, Requeued, Status, Subscription};
 
 use super::output::{
     bytes, duration_secs, http_status, kv_block, latency, one_line, or_dash, reindent_json,
@@ -481,4 +481,20 @@ pub(crate) fn requeued(r: &Requeued, what: &str) -> String {
             out
         }
     }
+}
+
+/// `hookd backup`: what the backup holds and how to restore it.
+pub(crate) fn backup(b: &Backup) -> String {
+    format!(
+        "Backup written to {path} in {took}: {events} events, {deliveries} deliveries \
+         ({open} open), {subs} subscriptions, {size}.\n\
+         To restore: stop hookd, move {path} to storage.path, start hookd.\n",
+        path = sanitize(&b.path, false),
+        took = latency(b.took_ms),
+        events = b.events,
+        deliveries = b.deliveries,
+        open = b.open_deliveries,
+        subs = b.subscriptions,
+        size = bytes(b.size_bytes),
+    )
 }

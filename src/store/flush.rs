@@ -7,6 +7,7 @@
 //! power cut, so each round also `fdatasync`s the data file.
 
 use crate::error::{Error, Result};
+use crate::metrics::{Histogram, FLUSH_BUCKETS};
 use std::fs::File;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,9 +28,8 @@ pub struct Flusher {
     tickets: AtomicU64,
     wake: Notify,
     state: watch::Receiver<Flushed>,
-    /// Flush rounds done and their total time, for metrics.
-    pub rounds: AtomicU64,
-    pub round_micros: AtomicU64,
+    /// How long each flush round took (flush plus fsync), for metrics.
+    pub rounds: Histogram,
 }
 
 impl Flusher {
@@ -40,8 +40,7 @@ impl Flusher {
             tickets: AtomicU64::new(0),
             wake: Notify::new(),
             state: rx,
-            rounds: AtomicU64::new(0),
-            round_micros: AtomicU64::new(0),
+            rounds: Histogram::new(&FLUSH_BUCKETS),
         });
         let data_file = Arc::new(data_file);
         let me = flusher.clone();
@@ -67,9 +66,7 @@ impl Flusher {
                 })
                 .await
                 .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-                me.rounds.fetch_add(1, Ordering::Relaxed);
-                me.round_micros
-                    .fetch_add(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+                me.rounds.observe(started.elapsed());
                 match result {
                     Ok(()) => {
                         tx.send_modify(|s| s.through = target);

@@ -4,6 +4,8 @@
 //! One data tree holds every record kind under a one-byte tag (see `keys`), so
 //! an event, its deliveries and their due keys land in one atomic `apply_batch`.
 
+mod backup;
+mod census;
 mod codec;
 mod deliveries;
 mod flush;
@@ -12,6 +14,8 @@ mod keys;
 mod queries;
 mod retention;
 
+pub use backup::BackupSummary;
+pub use census::Census;
 pub use deliveries::{AttemptRecord, DueScan, Loaded};
 pub use flush::Flusher;
 pub use ingest::{Accepted, NewEvent};
