@@ -37,6 +37,12 @@ pub struct IngestConfig {
     pub max_body: ByteSize,
     /// Answered when no request line and headers arrive within this time.
     pub header_timeout: Dur,
+    /// The whole request (head and body) must arrive within this time.
+    pub request_timeout: Dur,
+    /// A keep-alive connection with no request for this long is closed.
+    pub idle_timeout: Dur,
+    /// Connections served at once; more are closed as they arrive.
+    pub max_connections: u32,
     /// Tokens read from `tokens_file` and the credential: filled in at load, not a key.
     #[serde(skip)]
     pub loaded_tokens: Vec<LoadedTokens>,
@@ -200,6 +206,9 @@ impl Default for IngestConfig {
             tokens_file: None,
             max_body: ByteSize(1 << 20),
             header_timeout: Dur(Duration::from_secs(10)),
+            request_timeout: Dur(Duration::from_secs(30)),
+            idle_timeout: Dur(Duration::from_secs(60)),
+            max_connections: 1024,
             loaded_tokens: Vec::new(),
         }
     }
@@ -358,6 +367,9 @@ impl Config {
         }
         if let Err(e) = self.admin.socket_mode() {
             return key_err("admin.mode", &e);
+        }
+        if self.ingest.max_connections == 0 {
+            return key_err("ingest.max_connections", "must be at least 1");
         }
         if self.ingest.max_body.0 == 0 {
             return key_err("ingest.max_body", "must be more than 0");

@@ -152,6 +152,7 @@ pub async fn run<S: Future<Output = ()>>(
     let ingest_task = tokio::spawn(serve_ingest(
         ingest_listener,
         ingest_state.clone(),
+        config.ingest.max_connections as usize,
         stopped(&stop_rx),
     ));
     let admin_task = tokio::spawn(admin::serve(
@@ -270,9 +271,11 @@ pub(crate) fn control_settings(config: &Config) -> ControlSettings {
 async fn serve_ingest(
     listener: tokio::net::TcpListener,
     state: Arc<IngestState>,
+    max_connections: usize,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections));
     tokio::pin!(shutdown);
     loop {
         let stream = tokio::select! {
@@ -286,8 +289,21 @@ async fn serve_ingest(
                 }
             },
         };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Over the cap: closing at once keeps slow or idle clients from
+            // starving the ones that send.
+            tracing::debug!(
+                max_connections,
+                "ingest connection refused: at ingest.max_connections"
+            );
+            continue;
+        };
         let _ = stream.set_nodelay(true);
-        let header_timeout = state.settings.read().unwrap().header_timeout;
+        let (header_timeout, idle_timeout) = {
+            let settings = state.settings.read().unwrap();
+            (settings.header_timeout, settings.idle_timeout)
+        };
+        let (stream, last_active) = crate::http::Tracked::new(stream);
         let state = state.clone();
         let service = service_fn(move |req| {
             let state = state.clone();
@@ -299,7 +315,13 @@ async fn serve_ingest(
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            let _ = conn.await;
+            tokio::select! {
+                _ = conn => {}
+                _ = crate::http::idle(&last_active, idle_timeout) => {
+                    tracing::debug!("ingest connection closed: idle past ingest.idle_timeout");
+                }
+            }
+            drop(slot);
         });
     }
     drop(listener);

@@ -56,3 +56,98 @@ pub async fn read_body(body: Incoming, limit: usize) -> Result<Bytes, BodyError>
         Err(e) => Err(BodyError::Read(e.to_string())),
     }
 }
+
+/// A stream that notes when bytes last moved, for the idle timeout.
+pub struct Tracked<S> {
+    inner: S,
+    last: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    started: std::time::Instant,
+}
+
+impl<S> Tracked<S> {
+    /// Wraps `inner`; the returned clock reads milliseconds since the wrap.
+    pub fn new(inner: S) -> (Tracked<S>, IdleClock) {
+        let last = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let started = std::time::Instant::now();
+        let clock = IdleClock {
+            last: last.clone(),
+            started,
+        };
+        (
+            Tracked {
+                inner,
+                last,
+                started,
+            },
+            clock,
+        )
+    }
+
+    fn touch(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// When a [`Tracked`] stream last moved bytes.
+pub struct IdleClock {
+    last: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    started: std::time::Instant,
+}
+
+/// Resolves once `clock`'s stream has moved no bytes for `limit`.
+pub async fn idle(clock: &IdleClock, limit: std::time::Duration) {
+    let limit_ms = limit.as_millis() as u64;
+    loop {
+        let now = clock.started.elapsed().as_millis() as u64;
+        let last = clock.last.load(std::sync::atomic::Ordering::Relaxed);
+        let quiet = now.saturating_sub(last);
+        if quiet >= limit_ms {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(limit_ms - quiet)).await;
+    }
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Tracked<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.touch();
+        }
+        polled
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Tracked<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}

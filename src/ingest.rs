@@ -31,6 +31,10 @@ pub struct IngestSettings {
     pub max_body: usize,
     /// For new connections: the time a client has to send its request head.
     pub header_timeout: Duration,
+    /// The time a client has to send a whole request.
+    pub request_timeout: Duration,
+    /// For new connections: how long a keep-alive connection may sit idle.
+    pub idle_timeout: Duration,
     /// The store's disk budget (`storage.max_disk`): past it ingest refuses.
     pub max_disk: u64,
 }
@@ -45,6 +49,8 @@ impl IngestSettings {
                 .collect(),
             max_body: config.max_body.0 as usize,
             header_timeout: config.header_timeout.0,
+            request_timeout: config.request_timeout.0,
+            idle_timeout: config.idle_timeout.0,
             max_disk,
         }
     }
@@ -161,25 +167,39 @@ async fn accept(
         return Err(unavailable(&reason));
     }
     check_content_type(&req)?;
-    let body = read_body(req.into_body(), settings.max_body)
-        .await
-        .map_err(|e| match e {
-            BodyError::TooLarge => refuse(
-                IngestOutcome::TooLarge,
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                &format!(
-                    "the body is over ingest.max_body ({} bytes)",
-                    settings.max_body
-                ),
+    let body = tokio::time::timeout(
+        settings.request_timeout,
+        read_body(req.into_body(), settings.max_body),
+    )
+    .await
+    .map_err(|_| {
+        refuse(
+            IngestOutcome::BadRequest,
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            &format!(
+                "the request did not arrive within ingest.request_timeout ({})",
+                humantime::format_duration(settings.request_timeout)
             ),
-            BodyError::Read(e) => refuse(
-                IngestOutcome::BadRequest,
-                StatusCode::BAD_REQUEST,
-                "bad_body",
-                &format!("the body could not be read: {e}"),
+        )
+    })?
+    .map_err(|e| match e {
+        BodyError::TooLarge => refuse(
+            IngestOutcome::TooLarge,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            &format!(
+                "the body is over ingest.max_body ({} bytes)",
+                settings.max_body
             ),
-        })?;
+        ),
+        BodyError::Read(e) => refuse(
+            IngestOutcome::BadRequest,
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            &format!("the body could not be read: {e}"),
+        ),
+    })?;
     let events = parse_events(&body, batch).map_err(|message| {
         refuse(
             IngestOutcome::BadRequest,

@@ -21,6 +21,8 @@ pub const LIVE_KEYS: &[&str] = &[
     "ingest.tokens_file",
     "ingest.max_body",
     "ingest.header_timeout",
+    "ingest.request_timeout",
+    "ingest.idle_timeout",
     "storage.max_disk",
     "delivery.timeout",
     "delivery.retry_schedule",
