@@ -56,22 +56,57 @@ pub struct LoadedTokens {
     pub tokens: Vec<Token>,
 }
 
-/// A bearer token. Its `Debug` and `Serialize` never show it, so neither a
-/// log line nor `check-config` can leak it.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Token(String);
+/// A bearer token, optionally limited to one tenant's events. Its `Debug`
+/// and `Serialize` never show it, so neither a log line nor `check-config`
+/// can leak it. In TOML: `"token"` or `{ token = "...", tenant = "acme" }`;
+/// in a tokens file: `token` or `token tenant=acme`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Token {
+    secret: String,
+    tenant: Option<String>,
+}
 
 impl Token {
     /// The token itself, for hashing; never for output.
     pub fn expose(&self) -> &str {
-        &self.0
+        &self.secret
+    }
+
+    /// The one tenant this token may post events for, if it is limited.
+    pub fn tenant(&self) -> Option<&str> {
+        self.tenant.as_deref()
     }
 }
 
 impl From<&str> for Token {
+    /// `token` or `token tenant=T`.
     fn from(s: &str) -> Token {
-        Token(s.to_string())
+        let mut parts = s.split_whitespace();
+        let secret = parts.next().unwrap_or_default().to_string();
+        let tenant = parts.find_map(|p| p.strip_prefix("tenant=").map(str::to_string));
+        Token { secret, tenant }
+    }
+}
+
+impl<'de> Deserialize<'de> for Token {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Plain(String),
+            Limited { token: String, tenant: String },
+        }
+        Ok(match Raw::deserialize(d).map_err(|_| {
+            serde::de::Error::custom(
+                "a token is a string, or { token = \"...\", tenant = \"...\" } to limit it to one tenant",
+            )
+        })? {
+            Raw::Plain(secret) => Token { secret, tenant: None },
+            Raw::Limited { token, tenant } => Token {
+                secret: token,
+                tenant: Some(tenant),
+            },
+        })
     }
 }
 
@@ -724,6 +759,19 @@ mod tests {
             err.contains("ingest.tokens_file") && err.contains("nope"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn tokens_may_be_limited_to_a_tenant() {
+        let text = "[ingest]\ntokens = [\"open\", { token = \"acme-only\", tenant = \"acme\" }]\n";
+        let config = Config::parse(text).unwrap();
+        let tenants: Vec<Option<&str>> = config.ingest.all_tokens().map(Token::tenant).collect();
+        assert_eq!(tenants, [None, Some("acme")]);
+        let lines = parse_token_lines("t1\nt2 tenant=globex\n");
+        assert_eq!(lines[1].expose(), "t2");
+        assert_eq!(lines[1].tenant(), Some("globex"));
+        let err = Config::parse("[ingest]\ntokens = [{ tenant = \"x\" }]\n").unwrap_err();
+        assert!(err.contains("tenant"), "{err}");
     }
 
     #[test]

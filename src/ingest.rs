@@ -28,6 +28,8 @@ pub const MAX_BATCH: usize = 1000;
 pub struct IngestSettings {
     /// SHA-256 of each accepted token: compared in constant time, never kept in clear.
     pub token_hashes: Vec<[u8; 32]>,
+    /// Beside each hash: the one tenant that token may post for, if limited.
+    pub token_tenants: Vec<Option<String>>,
     pub max_body: usize,
     /// For new connections: the time a client has to send its request head.
     pub header_timeout: Duration,
@@ -46,6 +48,10 @@ impl IngestSettings {
             token_hashes: config
                 .all_tokens()
                 .map(|t| sha256(t.expose().trim().as_bytes()))
+                .collect(),
+            token_tenants: config
+                .all_tokens()
+                .map(|t| t.tenant().map(str::to_string))
                 .collect(),
             max_body: config.max_body.0 as usize,
             header_timeout: config.header_timeout.0,
@@ -157,7 +163,7 @@ async fn accept(
     batch: bool,
 ) -> Result<(IngestOutcome, Response), Refusal> {
     let settings = state.settings.read().unwrap().clone();
-    authorize(&settings, &req)?;
+    let only_tenant = authorize(&settings, &req)?;
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(unavailable(
             "hookd is shutting down; retry against the restarted daemon",
@@ -208,6 +214,26 @@ async fn accept(
             &message,
         )
     })?;
+    if let Some(tenant) = only_tenant {
+        if let Some(i) = events
+            .iter()
+            .position(|e| e.tenant.as_deref() != Some(tenant))
+        {
+            let which = if batch {
+                format!("events[{i}]")
+            } else {
+                "the event".into()
+            };
+            return Err(refuse(
+                IngestOutcome::Unauthorized,
+                StatusCode::FORBIDDEN,
+                "forbidden_tenant",
+                &format!(
+                    "this token may only post events with tenant {tenant:?}; {which} has another"
+                ),
+            ));
+        }
+    }
 
     let registry = state.registry.clone();
     let (answers, touched) = state
@@ -265,9 +291,13 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
-fn authorize(settings: &IngestSettings, req: &Request<Incoming>) -> Result<(), Refusal> {
+/// Checks the bearer token; answers the tenant it is limited to, if any.
+fn authorize<'s>(
+    settings: &'s IngestSettings,
+    req: &Request<Incoming>,
+) -> Result<Option<&'s str>, Refusal> {
     if settings.token_hashes.is_empty() {
-        return Ok(());
+        return Ok(None);
     }
     let unauthorized = |message: &str| {
         let mut r = refuse(
@@ -293,11 +323,17 @@ fn authorize(settings: &IngestSettings, req: &Request<Incoming>) -> Result<(), R
     let presented = sha256(token.trim().as_bytes());
     // Compare against every token so the time taken says nothing about which matched.
     let mut ok = subtle::Choice::from(0);
-    for hash in &settings.token_hashes {
-        ok |= subtle::ConstantTimeEq::ct_eq(&presented[..], &hash[..]);
+    let mut matched = 0u32;
+    for (i, hash) in settings.token_hashes.iter().enumerate() {
+        let eq = subtle::ConstantTimeEq::ct_eq(&presented[..], &hash[..]);
+        matched = subtle::ConditionallySelectable::conditional_select(&matched, &(i as u32), eq);
+        ok |= eq;
     }
     if bool::from(ok) {
-        Ok(())
+        Ok(settings
+            .token_tenants
+            .get(matched as usize)
+            .and_then(|t| t.as_deref()))
     } else {
         Err(unauthorized("the token is not valid"))
     }

@@ -1,4 +1,5 @@
-//! Security by default: SSRF refusals, asymmetric signatures.
+//! Security by default: SSRF refusals, asymmetric signatures, slow clients,
+//! tenant-limited tokens, the admin socket's owners.
 
 use crate::harness::{sub_to, wait_until, Daemon, Receiver, SOON};
 use hookd::api;
@@ -316,4 +317,78 @@ async fn connections_past_the_cap_are_closed_and_slots_come_back() {
         .post_event(&json!({"type": "cap.test", "data": {}}))
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+}
+
+#[tokio::test]
+async fn a_tenant_token_posts_only_for_its_tenant() {
+    let mut open = toml::Table::new();
+    open.insert("token".into(), "acme-token".into());
+    open.insert("tenant".into(), "acme".into());
+    let daemon = Daemon::builder()
+        .set(
+            "ingest",
+            "tokens",
+            toml::Value::Array(vec!["admin-token".into(), toml::Value::Table(open)]),
+        )
+        .start()
+        .await;
+    let post = |token: &'static str, body: serde_json::Value, path: &'static str| {
+        let addr = daemon.ingest_addr();
+        async move {
+            let auth = format!("Bearer {token}");
+            crate::harness::http::request(
+                addr,
+                Method::POST,
+                path,
+                &[
+                    ("content-type", "application/json"),
+                    ("authorization", &auth),
+                ],
+                body.to_string(),
+            )
+            .await
+        }
+    };
+    let ok = post(
+        "acme-token",
+        json!({"type": "t.x", "tenant": "acme", "data": {}}),
+        "/v1/events",
+    )
+    .await;
+    assert_eq!(ok.status, StatusCode::ACCEPTED, "{}", ok.text());
+    let other = post(
+        "acme-token",
+        json!({"type": "t.x", "tenant": "globex", "data": {}}),
+        "/v1/events",
+    )
+    .await;
+    assert_eq!(other.status, StatusCode::FORBIDDEN, "{}", other.text());
+    assert_eq!(other.json()["error"]["code"], "forbidden_tenant");
+    let untenanted = post(
+        "acme-token",
+        json!({"type": "t.x", "data": {}}),
+        "/v1/events",
+    )
+    .await;
+    assert_eq!(untenanted.status, StatusCode::FORBIDDEN);
+    let batch = post(
+        "acme-token",
+        json!([{"type": "t.x", "tenant": "acme", "data": {}}, {"type": "t.x", "tenant": "globex", "data": {}}]),
+        "/v1/events/batch",
+    )
+    .await;
+    assert_eq!(batch.status, StatusCode::FORBIDDEN);
+    assert!(batch.text().contains("events[1]"), "{}", batch.text());
+    // The unlimited token posts for anyone.
+    let admin = post(
+        "admin-token",
+        json!({"type": "t.x", "tenant": "globex", "data": {}}),
+        "/v1/events",
+    )
+    .await;
+    assert_eq!(admin.status, StatusCode::ACCEPTED);
+    assert!(
+        !daemon.log().contains("acme-token"),
+        "a token reached the log"
+    );
 }
