@@ -357,11 +357,13 @@ async fn purge_expired(store: Arc<Store>, retention: Duration) {
     }
 }
 
-/// Refuses ingest while the store is over its disk budget.
+/// Refuses ingest while the store is over its disk budget (and keeps the
+/// store's new files owner-only).
 async fn watch_disk_budget(store: Arc<Store>, ingest: Arc<IngestState>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
+        store.keep_files_private();
         let max_disk = ingest.settings.read().unwrap().max_disk;
         let size = store.size_on_disk();
         let reason = (size >= max_disk).then(|| {

@@ -122,6 +122,11 @@ impl Store {
         &self.path
     }
 
+    /// Makes files sled created since the last call owner-only.
+    pub fn keep_files_private(&self) {
+        restrict_files(&self.path);
+    }
+
     /// Bytes the store occupies on disk.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)
@@ -238,15 +243,28 @@ fn create_private_dir(path: &Path) -> std::io::Result<()> {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
 }
 
-/// sled creates its files with the umask's mode; make them owner-only.
+/// sled creates its files with the umask's mode; make them owner-only
+/// (directories 0700, files 0600), one level of subdirectories deep.
 fn restrict_files(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let Ok(entries) = std::fs::read_dir(path) else {
         return;
     };
     for entry in entries.flatten() {
-        if entry.file_type().map(|t| t.is_file()).unwrap_or(false) {
-            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(0o600));
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        let Ok(meta) = entry.metadata() else { continue };
+        let (mode, private) = if kind.is_dir() {
+            (0o700, 0o077)
+        } else {
+            (0o600, 0o177)
+        };
+        if meta.permissions().mode() & private != 0 {
+            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode));
+        }
+        if kind.is_dir() {
+            restrict_files(&entry.path());
         }
     }
 }

@@ -392,3 +392,42 @@ async fn a_tenant_token_posts_only_for_its_tenant() {
         "a token reached the log"
     );
 }
+
+#[tokio::test]
+async fn store_files_are_owner_only() {
+    let daemon = Daemon::builder().start().await;
+    let batch: Vec<serde_json::Value> = (0..200)
+        .map(|i| json!({"type": "perm.x", "data": {"i": i, "pad": "x".repeat(2000)}}))
+        .collect();
+    daemon.post_batch(&serde_json::Value::Array(batch)).await;
+    use std::os::unix::fs::PermissionsExt;
+    fn walk(dir: &std::path::Path, out: &mut Vec<(std::path::PathBuf, u32)>) {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+            out.push((entry.path(), mode));
+            if entry.file_type().unwrap().is_dir() {
+                walk(&entry.path(), out);
+            }
+        }
+    }
+    let store = daemon.storage_path().to_path_buf();
+    assert_eq!(
+        std::fs::metadata(&store).unwrap().permissions().mode() & 0o777,
+        0o700
+    );
+    // New files get fixed within a second; wait for a state with none open to others.
+    wait_until("every store file owner-only", SOON, || async {
+        let mut files = Vec::new();
+        walk(&store, &mut files);
+        let open: Vec<_> = files
+            .into_iter()
+            .filter(|(_, mode)| mode & 0o077 != 0)
+            .collect();
+        if open.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{open:?}"))
+        }
+    })
+    .await;
+}
