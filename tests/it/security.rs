@@ -431,3 +431,33 @@ async fn store_files_are_owner_only() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn require_https_refuses_plain_http_urls() {
+    let daemon = Daemon::builder()
+        .set("delivery", "require_https", true)
+        .start()
+        .await;
+    let (status, body) = daemon
+        .admin()
+        .request(
+            Method::POST,
+            "/v1/subscriptions",
+            Some(json!({"url": "http://127.0.0.1:9/x"})),
+        )
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    assert!(text.contains("delivery.require_https"), "{text}");
+    let (status, _) = daemon
+        .admin()
+        .request(
+            Method::POST,
+            "/v1/subscriptions",
+            Some(json!({"url": "https://127.0.0.1:9/x"})),
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, StatusCode::CREATED);
+}
