@@ -114,13 +114,16 @@ pub async fn attempt(
     ctx.metrics.record_attempt(&outcome, &verdict);
     log_attempt(sub, &loaded, &record, &outcome);
     summary.class = class_of(&outcome, &verdict);
-    if ctx
-        .store
-        .record_attempt(&loaded.delivery, record)?
-        .is_none()
-    {
+    let Some((_, made_due)) = ctx.store.record_attempt(&loaded.delivery, record)? else {
         summary.class = Class::Skipped;
         return Ok(summary);
+    };
+    if let Some(successor) = made_due {
+        // The next in an ordered lane waits until its head's close is on
+        // disk: a crash may then repeat a head, but never reorder the lane.
+        let durable = ctx.store.flusher().durable().await;
+        ctx.store.settle(successor);
+        durable?;
     }
     match verdict {
         Verdict::Dead => {

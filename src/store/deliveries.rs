@@ -55,7 +55,7 @@ impl Store {
                 scan.next_due = Some(next_at);
                 break;
             }
-            if busy(delivery) {
+            if busy(delivery) || self.unsettled.lock().unwrap().contains(&delivery) {
                 continue;
             }
             if scan.ready.len() == limit {
@@ -88,11 +88,14 @@ impl Store {
     /// Records an attempt and moves the delivery on, unless it changed meanwhile
     /// (cancelled, or rescheduled by an operator). Not waited on for durability:
     /// a crash before the next flush repeats the attempt, which at-least-once allows.
+    ///
+    /// Returns the delivery as recorded, and the lane successor this made
+    /// due, which stays unattempted until [`Store::settle`] says the batch is durable.
     pub fn record_attempt(
         &self,
         before: &Delivery,
         record: AttemptRecord,
-    ) -> Result<Option<Delivery>> {
+    ) -> Result<Option<(Delivery, Option<u64>)>> {
         let _guard = self.delivery_lock.lock().unwrap();
         let Some(current) = self.delivery(before.id)? else {
             return Ok(None);
@@ -122,9 +125,12 @@ impl Store {
             &keys::attempt(next.id, record.attempt.no),
             codec::encode(&record.attempt),
         );
+        let mut made_due = None;
         if let (false, Some(key)) = (next.status.is_open(), next.lane.as_deref()) {
             batch.remove(keys::lane(next.sub_key, key, next.id));
             if let Some(mut successor) = self.lane_successor(next.sub_key, key, next.id)? {
+                self.unsettled.lock().unwrap().insert(successor.id);
+                made_due = Some(successor.id);
                 successor.next_at = record.attempt.at.max(next.updated_at);
                 batch.insert(
                     &keys::due(successor.sub_key, successor.next_at, successor.id),
@@ -136,12 +142,22 @@ impl Store {
                 );
             }
         }
-        self.data.apply_batch(batch)?;
+        if let Err(e) = self.data.apply_batch(batch) {
+            if let Some(id) = made_due {
+                self.settle(id);
+            }
+            return Err(e.into());
+        }
         drop(_guard);
         if !next.status.is_open() {
             self.adjust_open(next.sub_key, -1);
         }
-        Ok(Some(next))
+        Ok(Some((next, made_due)))
+    }
+
+    /// The batch that made `successor` due is durable: it may be attempted.
+    pub fn settle(&self, successor: u64) {
+        self.unsettled.lock().unwrap().remove(&successor);
     }
 
     /// The delivery after `head` in its lane, if any.

@@ -46,6 +46,10 @@ pub struct Store {
     delivery_lock: Mutex<()>,
     /// Open deliveries per subscription key, counted at open and kept live.
     open: Mutex<HashMap<u64, u64>>,
+    /// Lane successors made due by a batch that is not yet durable: not to
+    /// be attempted until it is, or a crash could undo their head's close
+    /// after they went out (a reorder, not just a repeat).
+    unsettled: Mutex<std::collections::HashSet<u64>>,
 }
 
 /// How to open the store.
@@ -107,6 +111,7 @@ impl Store {
             ingest_lock: Mutex::new(()),
             delivery_lock: Mutex::new(()),
             open: Mutex::new(HashMap::new()),
+            unsettled: Mutex::new(Default::default()),
         };
         store.count_open_deliveries()?;
         Ok(Arc::new(store))
