@@ -2,7 +2,7 @@
 //! ingest or delivery for longer than it takes to draw one id.
 //!
 //! sled has no snapshots, so the copy is taken against a *cutoff*: an id
-//! drawn from `Db::generate_id` while the ingest and delivery locks are held.
+//! drawn from `Db::generate_id` while the delivery and ingest locks are held.
 //! Every id (event seq, delivery id) is drawn from that one sequence under
 //! one of those locks and written in the same batch, so every event, delivery
 //! and requeue numbered below the cutoff is complete in the tree by then, and
@@ -82,8 +82,10 @@ impl Store {
     fn copy_to(&self, dest: &Path) -> Result<BackupSummary> {
         let started = Instant::now();
         let cutoff = {
-            let _ingest = self.ingest_lock.lock().unwrap();
+            // The order every other writer takes them in (requeue,
+            // remove_subscription): the other order could deadlock with them.
             let _delivery = self.delivery_lock.lock().unwrap();
+            let _ingest = self.ingest_lock.lock().unwrap();
             self.db.generate_id()?
         };
         let db = sled::Config::new()
