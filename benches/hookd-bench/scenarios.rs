@@ -150,8 +150,8 @@ impl FlushMark {
             .unwrap_or_default();
         let get = |k: &str| m.get(k).copied().unwrap_or(0.0);
         FlushMark {
-            rounds: get("hookd_flush_rounds_total"),
-            seconds: get("hookd_flush_seconds_total"),
+            rounds: get("hookd_flush_duration_seconds_count"),
+            seconds: get("hookd_flush_duration_seconds_sum"),
         }
     }
 

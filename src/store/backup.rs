@@ -2,22 +2,27 @@
 //! ingest or delivery for longer than it takes to draw one id.
 //!
 //! sled has no snapshots, so the copy is taken against a *cutoff*: an id
-//! drawn from `Db::generate_id` while the ingest and delivery locks are held.
+//! drawn from `Db::generate_id` while the delivery and ingest locks are held.
 //! Every id (event seq, delivery id) is drawn from that one sequence under
 //! one of those locks and written in the same batch, so every event, delivery
 //! and requeue numbered below the cutoff is complete in the tree by then, and
-//! every one above it began after the backup did and is left out. Events and
-//! their data never change, so each one below the cutoff is copied whole.
-//! Deliveries do change while the copy runs: each is copied as it is when
-//! read, and the due index is rebuilt from the copied records, so the backup
-//! keeps the invariant that a delivery is open exactly while its due key
-//! exists. A delivery that finished during the backup may be open in it and
-//! is then attempted again after a restore, which at-least-once allows.
+//! every one above it began after the backup did and is left out.
+//!
+//! The copy goes event by event: its header, data, idempotency key,
+//! deliveries and their attempts, read together, so an event that retention
+//! purges meanwhile is left out whole rather than copied in part. Deliveries
+//! do change while the copy runs: each is copied as it is when read, and the
+//! due index and the ordered lanes are rebuilt from the copied records (one
+//! lane entry per open keyed delivery, the lowest of each lane due), so the
+//! backup keeps the invariant that a delivery is open exactly while it is in
+//! the due index or a lane. A delivery that finished during the backup may
+//! be open in it and is then attempted again after a restore, which
+//! at-least-once allows.
 
 use super::{codec, create_private_dir, keys, restrict_files, Store};
 use crate::error::{Error, Result};
-use crate::model::{Delivery, DeliveryStatus, Event};
-use std::collections::HashSet;
+use crate::model::{Delivery, DeliveryStatus, Event, Millis};
+use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -82,8 +87,10 @@ impl Store {
     fn copy_to(&self, dest: &Path) -> Result<BackupSummary> {
         let started = Instant::now();
         let cutoff = {
-            let _ingest = self.ingest_lock.lock().unwrap();
+            // The order every other writer takes them in (requeue,
+            // remove_subscription): the other order could deadlock with them.
             let _delivery = self.delivery_lock.lock().unwrap();
+            let _ingest = self.ingest_lock.lock().unwrap();
             self.db.generate_id()?
         };
         let db = sled::Config::new()
@@ -115,42 +122,64 @@ impl Store {
             summary.subscriptions += 1;
         }
 
-        for item in self.data.iter() {
+        // The lowest open delivery of each ordered lane, and when it is due.
+        let mut lane_heads: BTreeMap<(u64, String), (u64, Millis)> = BTreeMap::new();
+        for item in self.data.scan_prefix([keys::EVENT]) {
             let (k, v) = item?;
-            let below = |n: Option<u64>| n.is_some_and(|n| n < cutoff);
-            match k.first().copied() {
-                Some(keys::SUB) | Some(keys::DUE) => {}
-                Some(keys::EVENT) if below(keys::tail_u64(&k)) => {
-                    let mut event: Event = codec::decode(&v, "event")?;
-                    // A requeue after the cutoff appended ids the backup does not hold.
-                    event.deliveries.retain(|id| *id < cutoff);
-                    out.put(&k, &codec::encode(&event))?;
-                    summary.events += 1;
+            let Some(seq) = keys::tail_u64(&k) else {
+                continue;
+            };
+            if seq >= cutoff {
+                // Event keys are in seq order: the rest came after the backup began.
+                break;
+            }
+            let Some(copy) = self.event_copy(seq, &v, cutoff)? else {
+                continue;
+            };
+            out.put(&k, &codec::encode(&copy.event))?;
+            for (k, v) in &copy.records {
+                out.put(k, v)?;
+            }
+            for mut delivery in copy.deliveries {
+                if delivery.status.is_open() && !subs.contains(&delivery.sub_key) {
+                    delivery.status = DeliveryStatus::Cancelled;
                 }
-                Some(keys::CHUNK) | Some(keys::ATTEMPT) if below(keys::tail_u64(&k)) => {
-                    out.put(&k, &v)?;
+                out.put(
+                    &keys::with_u64(keys::DELIVERY, delivery.id),
+                    &codec::encode(&delivery),
+                )?;
+                summary.deliveries += 1;
+                if !delivery.status.is_open() {
+                    continue;
                 }
-                Some(keys::IDEM) if v.len() == 8 && keys::be(&v) < cutoff => {
-                    out.put(&k, &v)?;
-                }
-                Some(keys::DELIVERY) if below(keys::tail_u64(&k)) => {
-                    let mut delivery: Delivery = codec::decode(&v, "delivery")?;
-                    if delivery.status.is_open() && !subs.contains(&delivery.sub_key) {
-                        delivery.status = DeliveryStatus::Cancelled;
+                summary.open_deliveries += 1;
+                match &delivery.lane {
+                    None => out.put(
+                        &keys::due(delivery.sub_key, delivery.next_at, delivery.id),
+                        &[],
+                    )?,
+                    Some(lane) => {
+                        out.put(&keys::lane(delivery.sub_key, lane, delivery.id), &[])?;
+                        let head = lane_heads
+                            .entry((delivery.sub_key, lane.clone()))
+                            .or_insert((delivery.id, delivery.next_at));
+                        if delivery.id < head.0 {
+                            *head = (delivery.id, delivery.next_at);
+                        }
                     }
-                    out.put(&k, &codec::encode(&delivery))?;
-                    if delivery.status.is_open() {
-                        let due = keys::due(delivery.sub_key, delivery.next_at, delivery.id);
-                        out.put(&due, &[])?;
-                        summary.open_deliveries += 1;
-                    }
-                    summary.deliveries += 1;
                 }
-                Some(keys::EVENT | keys::CHUNK | keys::ATTEMPT | keys::IDEM | keys::DELIVERY) => {
-                    // Written after the backup began.
-                }
-                // A record kind this code does not know yet: copied as it is.
-                _ => out.put(&k, &v)?,
+            }
+            summary.events += 1;
+        }
+        for ((sub, _), (id, next_at)) in lane_heads {
+            out.put(&keys::due(sub, next_at, id), &[])?;
+        }
+
+        // A record kind this code does not know yet: copied as it is.
+        for tag in (0..=u8::MAX).filter(|t| !KNOWN_TAGS.contains(t)) {
+            for item in self.data.scan_prefix([tag]) {
+                let (k, v) = item?;
+                out.put(&k, &v)?;
             }
         }
         out.finish()?;
@@ -163,6 +192,65 @@ impl Store {
         summary.took = started.elapsed();
         Ok(summary)
     }
+
+    /// Everything of event `seq` below `cutoff`, read together; `None` if
+    /// retention purged it while it was being read.
+    fn event_copy(&self, seq: u64, header: &[u8], cutoff: u64) -> Result<Option<EventCopy>> {
+        let mut event: Event = codec::decode(header, "event")?;
+        // A requeue after the cutoff appended ids the backup does not hold.
+        event.deliveries.retain(|id| *id < cutoff);
+        let mut records = Vec::new();
+        let mut data_len = 0;
+        for item in self.data.scan_prefix(keys::with_u64(keys::CHUNK, seq)) {
+            let (k, v) = item?;
+            data_len += v.len();
+            records.push((k.to_vec(), v.to_vec()));
+        }
+        if data_len != event.data_len as usize {
+            return Ok(None);
+        }
+        let idem = keys::idem(&event.id);
+        // The id may since name a newer event; then the key is not this one's.
+        if self.data.get(&idem)?.as_deref() == Some(&seq.to_be_bytes()[..]) {
+            records.push((idem, seq.to_be_bytes().to_vec()));
+        }
+        let mut deliveries = Vec::with_capacity(event.deliveries.len());
+        for &id in &event.deliveries {
+            let Some(delivery) = self.delivery(id)? else {
+                return Ok(None);
+            };
+            for item in self.data.scan_prefix(keys::with_u64(keys::ATTEMPT, id)) {
+                let (k, v) = item?;
+                records.push((k.to_vec(), v.to_vec()));
+            }
+            deliveries.push(delivery);
+        }
+        Ok(Some(EventCopy {
+            event,
+            records,
+            deliveries,
+        }))
+    }
+}
+
+/// Record kinds `Store::backup` copies by their meaning; any other is copied verbatim.
+const KNOWN_TAGS: [u8; 8] = [
+    keys::SUB,
+    keys::EVENT,
+    keys::CHUNK,
+    keys::IDEM,
+    keys::DELIVERY,
+    keys::DUE,
+    keys::ATTEMPT,
+    keys::LANE,
+];
+
+/// One event's records as read for the backup.
+struct EventCopy {
+    event: Event,
+    /// Data chunks, idempotency key and attempts, as stored.
+    records: Vec<(Vec<u8>, Vec<u8>)>,
+    deliveries: Vec<Delivery>,
 }
 
 /// Batched writes to the backup's data tree.
@@ -223,27 +311,41 @@ mod tests {
     use super::*;
     use crate::store::{NewEvent, StoreOptions};
 
-    fn event(id: &str) -> NewEvent {
+    fn event(id: &str, ordering_key: Option<&str>) -> NewEvent {
         NewEvent {
             id: Some(id.into()),
             event_type: "a.b".into(),
             tenant: None,
-            ordering_key: None,
+            ordering_key: ordering_key.map(str::to_string),
             data: bytes::Bytes::from_static(b"{\"x\":1}"),
         }
     }
 
+    fn count(tree: &sled::Tree, tag: u8) -> usize {
+        tree.scan_prefix([tag]).count()
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn backup_copies_events_and_cancels_orphans() {
+    async fn backup_rebuilds_due_index_and_lanes_and_cancels_orphans() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(StoreOptions {
             path: &dir.path().join("store"),
             cache_bytes: 1 << 20,
         })
         .unwrap();
-        // Routed to subscription 7, which has no record: as if removed meanwhile.
-        let events = [event("e1"), event("e2"), event("e3")];
-        store.ingest(&events, &|_| vec![7]).unwrap();
+        // Subscription 7 exists (the backup only looks at the key); 8 does not,
+        // as if it had been removed while its deliveries were being read.
+        store
+            .data
+            .insert(keys::with_u64(keys::SUB, 7), &b"sub"[..])
+            .unwrap();
+        let events = [
+            event("e1", Some("k")),
+            event("e2", Some("k")),
+            event("e3", None),
+            event("e4", Some("k")),
+        ];
+        store.ingest(&events, &|_| vec![7, 8]).unwrap();
         store.flusher().durable().await.unwrap();
 
         let dest = dir.path().join("backup");
@@ -255,9 +357,24 @@ mod tests {
             .unwrap();
         assert_eq!(
             (summary.events, summary.deliveries, summary.open_deliveries),
-            (3, 3, 0)
+            (4, 8, 4)
         );
-        assert!(dest.join("db").exists());
+
+        let db = sled::open(&dest).unwrap();
+        let data = db.open_tree("data").unwrap();
+        assert_eq!(count(&data, keys::EVENT), 4);
+        assert_eq!(count(&data, keys::DELIVERY), 8);
+        // Subscription 7: the lane's head and the unkeyed delivery are due,
+        // the other two wait in the lane.
+        assert_eq!(count(&data, keys::LANE), 3);
+        assert_eq!(count(&data, keys::DUE), 2);
+        assert_eq!(
+            count(&data, keys::DUE),
+            count(&store.data, keys::DUE) - 2,
+            "subscription 8's due entries are gone"
+        );
+        drop(data);
+        drop(db);
 
         let refuse = |path: &Path| store.backup(path).unwrap_err().to_string();
         assert!(refuse(&dest).contains("already exists"));

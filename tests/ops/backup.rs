@@ -18,7 +18,14 @@ fn writer(
         let mut n = 0;
         while !stop.load(Ordering::SeqCst) && n < 20_000 {
             let id = format!("evt_w{w}_{n}");
-            let body = format!(r#"{{"type":"order.created","id":"{id}","data":{{"n":{n}}}}}"#);
+            // Every other event in one of three ordered lanes.
+            let lane = if n % 2 == 0 {
+                format!(r#","ordering_key":"lane{}""#, n % 3)
+            } else {
+                String::new()
+            };
+            let body =
+                format!(r#"{{"type":"order.created","id":"{id}","data":{{"n":{n}}}{lane}}}"#);
             let stream = TcpStream::connect(ingest).unwrap();
             let answer = exchange(
                 stream,
@@ -113,7 +120,27 @@ fn backup_while_ingesting_then_restore_has_every_acknowledged_event() {
         assert_eq!(event["data"]["n"].to_string(), n, "{id}: {event}");
     }
 
-    // The rebuilt due index agrees with the delivery records.
+    // The paused subscription's lane holds every keyed delivery, in order.
+    let in_lane0 = before
+        .iter()
+        .filter(|id| {
+            let n: u64 = id.rsplit('_').next().unwrap().parse().unwrap();
+            n % 2 == 0 && n % 3 == 0
+        })
+        .count();
+    let lane = restored.admin(
+        "GET",
+        &format!("/v1/deliveries?sub={held}&key=lane0&limit=10000"),
+        None,
+    );
+    assert_eq!(lane.status, 200, "{}", lane.body);
+    let lane = lane.json()["items"].as_array().unwrap().len();
+    assert!(
+        lane >= in_lane0,
+        "{lane} in the lane, {in_lane0} acknowledged"
+    );
+
+    // The rebuilt due index and lanes agree with the delivery records.
     let metrics = restored.get("/metrics").body;
     let value = |series: &str| -> f64 {
         metrics
