@@ -176,6 +176,8 @@ pub struct DeliveryConfig {
     pub allow_networks: Vec<Cidr>,
     /// Attempts on the wire at once per subscription (unless it sets its own).
     pub max_in_flight: u32,
+    /// Attempts on the wire at once across all subscriptions: bounds memory and sockets.
+    pub max_in_flight_total: u32,
     /// The longest wait a `Retry-After` header can impose.
     pub max_retry_after: Dur,
     /// How long a rotated-out secret keeps signing beside the new one.
@@ -282,6 +284,7 @@ impl Default for DeliveryConfig {
                 .collect(),
             allow_networks: Vec::new(),
             max_in_flight: 16,
+            max_in_flight_total: 512,
             max_retry_after: Dur(Duration::from_secs(3600)),
             secret_overlap: Dur(Duration::from_secs(86400)),
             response_excerpt: ByteSize(4096),
@@ -414,6 +417,9 @@ impl Config {
         }
         if self.delivery.timeout.0.is_zero() {
             return key_err("delivery.timeout", "must be more than 0");
+        }
+        if self.delivery.max_in_flight_total == 0 || self.delivery.max_in_flight_total > 100_000 {
+            return key_err("delivery.max_in_flight_total", "must be 1 to 100000");
         }
         if self.delivery.max_in_flight == 0 || self.delivery.max_in_flight > 10_000 {
             return key_err("delivery.max_in_flight", "must be 1 to 10000");

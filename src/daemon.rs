@@ -236,6 +236,7 @@ pub(crate) fn delivery_settings(config: &Config) -> DeliverySettings {
         },
         excerpt_limit: config.delivery.response_excerpt.0 as usize,
         max_in_flight: config.delivery.max_in_flight,
+        max_in_flight_total: config.delivery.max_in_flight_total,
         require_https: config.delivery.require_https,
     }
 }

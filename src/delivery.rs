@@ -25,6 +25,8 @@ pub struct DeliverySettings {
     pub excerpt_limit: usize,
     /// In-flight cap for subscriptions that do not set their own.
     pub max_in_flight: u32,
+    /// In-flight cap across all subscriptions.
+    pub max_in_flight_total: u32,
     /// Refuse to deliver over plain http.
     pub require_https: bool,
 }

@@ -28,6 +28,7 @@ pub const LIVE_KEYS: &[&str] = &[
     "delivery.retry_schedule",
     "delivery.allow_networks",
     "delivery.max_in_flight",
+    "delivery.max_in_flight_total",
     "delivery.max_retry_after",
     "delivery.secret_overlap",
     "delivery.response_excerpt",

@@ -109,6 +109,8 @@ pub async fn run(
         drain: None,
         attempts: JoinSet::new(),
         touched: HashSet::new(),
+        waiting_for_slot: Vec::new(),
+        pass: 0,
     };
     let now = now_ms();
     for key in scheduler.ctx.registry.snapshot().keys() {
@@ -152,6 +154,10 @@ struct Scheduler {
     attempts: JoinSet<(Summary, bool)>,
     /// Lanes whose view changed since the last publish.
     touched: HashSet<u64>,
+    /// Lanes held back by `delivery.max_in_flight_total`.
+    waiting_for_slot: Vec<u64>,
+    /// Dispatch passes so far (rotates where each pass starts).
+    pass: usize,
 }
 
 impl Scheduler {
@@ -175,12 +181,20 @@ impl Scheduler {
         if !draining {
             self.drain = None;
         }
-        let keys: Vec<u64> = self
+        let mut keys: Vec<u64> = self
             .lanes
             .iter()
             .filter(|(_, l)| l.next_check.is_some_and(|t| t <= now))
             .map(|(k, _)| *k)
             .collect();
+        // Start at a different lane each pass, so a full house is shared fairly.
+        keys.sort_unstable();
+        self.pass = self.pass.wrapping_add(1);
+        if !keys.is_empty() {
+            let start = self.pass % keys.len();
+            keys.rotate_left(start);
+        }
+        let total_cap = settings.max_in_flight_total as usize;
         for key in keys {
             let Some(sub) = subs.get(&key) else { continue };
             let lane = self.lanes.get_mut(&key).expect("listed above");
@@ -214,6 +228,13 @@ impl Scheduler {
                 // A completion re-arms the lane.
                 continue;
             }
+            let total_free = total_cap.saturating_sub(self.attempts.len());
+            if total_free == 0 {
+                // Any completion frees a slot and re-arms the waiting lanes.
+                self.waiting_for_slot.push(key);
+                continue;
+            }
+            allowed = allowed.min(total_free);
             if let Some(bucket) = &mut lane.bucket {
                 allowed = allowed.min(bucket.available(now));
                 if allowed == 0 {
@@ -306,6 +327,12 @@ impl Scheduler {
         };
         let dispatch = lane.in_flight.remove(&summary.delivery_id).unwrap_or(0);
         lane.next_check = Some(now);
+        for key in self.waiting_for_slot.drain(..) {
+            if let Some(waiting) = self.lanes.get_mut(&key) {
+                waiting.next_check = Some(now);
+            }
+        }
+        let lane = self.lanes.get_mut(&summary.sub_key).expect("present above");
         self.touched.insert(summary.sub_key);
         let Some(sub) = sub else { return };
         let cap = sub.max_in_flight.unwrap_or(settings.max_in_flight) as usize;

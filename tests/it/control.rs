@@ -722,3 +722,24 @@ async fn sub_update_changes_url_and_keeps_pending_deliveries() {
     receiver.wait_for_path("/new", 5, SOON).await;
     assert!(receiver.requests_to("/old").is_empty());
 }
+
+#[tokio::test]
+async fn the_total_in_flight_cap_holds_across_subscriptions() {
+    let daemon = Daemon::builder()
+        .set("delivery", "max_in_flight_total", 3)
+        .start()
+        .await;
+    let receiver = FnReceiver::start(|_, _| (200, Duration::from_millis(50))).await;
+    for _ in 0..6 {
+        daemon.add_sub(sub_to(receiver.url())).await;
+    }
+    let batch: Vec<Value> = (0..10)
+        .map(|i| json!({"type": "cap.x", "data": {"i": i}}))
+        .collect();
+    daemon.post_batch(&Value::Array(batch)).await;
+    let seen = receiver
+        .wait("every delivery", SOON * 2, |s| successes(s) >= 60)
+        .await;
+    let most = seen.iter().map(|s| s.concurrent).max().unwrap();
+    assert!(most <= 3, "{most} attempts were on the wire at once");
+}
