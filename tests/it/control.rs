@@ -108,10 +108,6 @@ impl FnReceiver {
         format!("http://{}/hook", self.addr)
     }
 
-    fn seen(&self) -> Vec<Seen> {
-        self.log.borrow().clone()
-    }
-
     /// Waits until `done` holds for the log.
     async fn wait(
         &self,
