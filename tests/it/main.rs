@@ -7,4 +7,5 @@
 mod harness;
 
 mod control;
+mod crash;
 mod ingest;
