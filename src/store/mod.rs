@@ -94,7 +94,7 @@ impl Store {
         let data_file = std::fs::File::open(path.join("db"))
             .map_err(|e| open_err(format!("cannot open its data file for fsync: {e}")))?;
         restrict_files(path);
-        let flusher = Flusher::start(db.clone(), data_file);
+        let flusher = Flusher::start(db.clone(), data_file, path.join("blobs"));
         let store = Store {
             db,
             data,
