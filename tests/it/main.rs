@@ -9,3 +9,4 @@ mod harness;
 mod control;
 mod crash;
 mod ingest;
+mod power;
