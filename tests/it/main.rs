@@ -10,3 +10,4 @@ mod control;
 mod crash;
 mod ingest;
 mod power;
+mod storage;
