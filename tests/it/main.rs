@@ -10,4 +10,5 @@ mod control;
 mod crash;
 mod ingest;
 mod power;
+mod shutdown;
 mod storage;
