@@ -5,10 +5,19 @@
 //! flush, so every ticket up to that one is covered when the flush ends.
 //! sled's `flush` ends in `sync_file_range`, which survives a crash but not a
 //! power cut, so each round also `fdatasync`s the data file.
+//!
+//! sled writes a page larger than its blob threshold (~128 KiB) to a file of
+//! its own under `blobs/` and never fsyncs it; after a power cut that kept
+//! the log record but not the blob, sled cannot even open the store. Stored
+//! values are kept small so that pages stay under the threshold (see
+//! `keys::CHUNK_SIZE`), and any blob that appears anyway is fsynced, with its
+//! directory, before the data file in the same round.
 
 use crate::error::{Error, Result};
 use crate::metrics::{Histogram, FLUSH_BUCKETS};
+use std::collections::HashSet;
 use std::fs::File;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,8 +42,9 @@ pub struct Flusher {
 }
 
 impl Flusher {
-    /// Starts the flusher task for `db`, fsyncing `data_file` after each flush.
-    pub fn start(db: sled::Db, data_file: File) -> Arc<Flusher> {
+    /// Starts the flusher task for `db`, fsyncing new files in `blobs` and
+    /// then `data_file` after each flush.
+    pub fn start(db: sled::Db, data_file: File, blobs: PathBuf) -> Arc<Flusher> {
         let (tx, rx) = watch::channel(Flushed::default());
         let flusher = Arc::new(Flusher {
             tickets: AtomicU64::new(0),
@@ -43,6 +53,10 @@ impl Flusher {
             rounds: Histogram::new(&FLUSH_BUCKETS),
         });
         let data_file = Arc::new(data_file);
+        let blobs = Arc::new(std::sync::Mutex::new(BlobSync {
+            dir: blobs,
+            synced: HashSet::new(),
+        }));
         let me = flusher.clone();
         tokio::spawn(async move {
             loop {
@@ -58,10 +72,11 @@ impl Flusher {
                     }
                     continue;
                 }
-                let (db, file) = (db.clone(), data_file.clone());
+                let (db, file, blobs) = (db.clone(), data_file.clone(), blobs.clone());
                 let started = Instant::now();
                 let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
                     db.flush().map_err(std::io::Error::other)?;
+                    blobs.lock().unwrap().sync_new()?;
                     file.sync_data()
                 })
                 .await
@@ -110,5 +125,42 @@ impl Flusher {
             Err(_) => "the flusher stopped".into(),
         };
         reason
+    }
+}
+
+/// The blob files already fsynced. A set, not a high-water mark: blob files
+/// are named by log position but need not appear in that order.
+struct BlobSync {
+    dir: PathBuf,
+    synced: HashSet<u64>,
+}
+
+impl BlobSync {
+    /// Fsyncs every blob file not synced yet, then the directory if there was one.
+    fn sync_new(&mut self) -> std::io::Result<()> {
+        let mut present = HashSet::with_capacity(self.synced.len());
+        let mut fresh = false;
+        for entry in std::fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let Some(lsn) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            present.insert(lsn);
+            if self.synced.contains(&lsn) {
+                continue;
+            }
+            match File::open(entry.path()) {
+                Ok(f) => f.sync_data()?,
+                // Collected by sled since the listing: nothing to keep.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            fresh = true;
+        }
+        if fresh {
+            File::open(&self.dir)?.sync_all()?;
+        }
+        self.synced = present;
+        Ok(())
     }
 }

@@ -19,9 +19,14 @@ pub const ATTEMPT: u8 = b'A';
 /// Every open keyed delivery has one; only a lane's head is in the due index.
 pub const LANE: u8 = b'L';
 
-/// Event data is stored in chunks this large at most: well below sled's
-/// blob threshold (~128 KiB), whose files sled never fsyncs.
-pub const CHUNK_SIZE: usize = 32 * 1024;
+/// Event data is stored in chunks this large at most. Not only each value
+/// but each page must stay below sled's blob threshold (~128 KiB), because
+/// sled never fsyncs blob files: a leaf is rewritten whole with up to 17
+/// keys (it splits past 16), and 17 chunks of 32 KiB made every leaf of
+/// chunks a blob, which a power cut turned into a store sled cannot open.
+/// 17 × 4 KiB keeps a leaf of chunks near half the threshold. Chunk numbers
+/// are u16, so an event holds at most 256 MiB of data.
+pub const CHUNK_SIZE: usize = 4 * 1024;
 
 /// `tag ‖ n`.
 pub fn with_u64(tag: u8, n: u64) -> [u8; 9] {

@@ -11,6 +11,7 @@ mod deliveries;
 mod flush;
 mod ingest;
 mod keys;
+mod open;
 mod queries;
 mod retention;
 
@@ -19,11 +20,13 @@ pub use census::Census;
 pub use deliveries::{AttemptRecord, DueScan, Loaded};
 pub use flush::Flusher;
 pub use ingest::{Accepted, NewEvent};
+pub use open::MARKER_FILE;
 pub use queries::{DeliveryFilter, EventDetail, EventFilter};
 pub use retention::PurgeProgress;
 
 use crate::error::{Error, Result};
 use crate::model::Subscription;
+use open::{create_private_dir, restrict_files};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -68,41 +71,10 @@ impl Store {
             path: path.to_owned(),
             reason,
         };
-        create_private_dir(path).map_err(|e| open_err(format!("cannot create it: {e}")))?;
-        let db = sled::Config::new()
-            .path(path)
-            .cache_capacity(options.cache_bytes)
-            .mode(sled::Mode::LowSpace)
-            .open()
-            .map_err(|e| open_err(describe_open_error(&e)))?;
-        let meta = db.open_tree("meta")?;
-        let data = db.open_tree("data")?;
-        match meta.get(SCHEMA_KEY)? {
-            Some(v) => {
-                let version = u32::from_be_bytes(v.as_ref().try_into().map_err(|_| {
-                    open_err("its schema marker is damaged; restore it from a backup".into())
-                })?);
-                if version > SCHEMA_VERSION {
-                    return Err(open_err(format!(
-                        "it was written by a newer hookd (schema {version}; this one reads up to \
-                         {SCHEMA_VERSION}); run that newer hookd or restore a backup"
-                    )));
-                }
-            }
-            None if data.is_empty() => {
-                meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())?;
-            }
-            None => {
-                return Err(open_err(
-                    "it holds data but no schema marker; it is not a hookd store or is damaged"
-                        .into(),
-                ))
-            }
-        }
+        let open::Opened { db, data } = open::open(path, options.cache_bytes)?;
         let data_file = std::fs::File::open(path.join("db"))
             .map_err(|e| open_err(format!("cannot open its data file for fsync: {e}")))?;
-        restrict_files(path);
-        let flusher = Flusher::start(db.clone(), data_file);
+        let flusher = Flusher::start(db.clone(), data_file, path.join("blobs"));
         let store = Store {
             db,
             data,
@@ -113,7 +85,12 @@ impl Store {
             open: Mutex::new(HashMap::new()),
             unsettled: Mutex::new(Default::default()),
         };
-        store.count_open_deliveries()?;
+        store.count_open_deliveries().map_err(|e| {
+            open_err(format!(
+                "reading its due index failed ({e}); it may be damaged: restore it from a \
+                 backup, or move it aside to start empty"
+            ))
+        })?;
         Ok(Arc::new(store))
     }
 
@@ -137,12 +114,10 @@ impl Store {
         self.db.size_on_disk().unwrap_or(0)
     }
 
-    /// Flushes and fsyncs now, bypassing group commit (shutdown).
+    /// Flushes and fsyncs now, bypassing group commit, and records a clean
+    /// shutdown (see `open`): call it once, after the last write.
     pub fn flush_now(&self) -> Result<()> {
-        self.db.flush()?;
-        std::fs::File::open(self.path.join("db"))
-            .and_then(|f| f.sync_all())
-            .map_err(|e| Error::io("fsync of the store's data file", e))
+        open::record_clean_shutdown(&self.db, &self.path)
     }
 
     /// Every subscription, for the in-memory routing table.
@@ -211,65 +186,5 @@ impl Store {
         }
         *self.open.lock().unwrap() = open;
         Ok(())
-    }
-}
-
-fn describe_open_error(e: &sled::Error) -> String {
-    match e {
-        // sled reports the lock as `Other` carrying the OS error (EAGAIN).
-        sled::Error::Io(io)
-            if io.kind() == std::io::ErrorKind::WouldBlock
-                || io.to_string().contains("could not acquire lock") =>
-        {
-            "it is locked by another process (is another hookd running on it?); stop that \
-             process or point storage.path elsewhere"
-                .into()
-        }
-        sled::Error::Corruption { .. } => format!(
-            "it is corrupt ({e}); hookd will not reset it: restore it from a backup, or move \
-             it aside to start empty"
-        ),
-        sled::Error::Io(io) if io.kind() == std::io::ErrorKind::PermissionDenied => {
-            format!("permission denied ({io}); run hookd as the store's owner")
-        }
-        other => format!("cannot open it: {other}"),
-    }
-}
-
-/// The store directory is private to hookd's user.
-fn create_private_dir(path: &Path) -> std::io::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    if !path.exists() {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(path)?;
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))
-}
-
-/// sled creates its files with the umask's mode; make them owner-only
-/// (directories 0700, files 0600), one level of subdirectories deep.
-fn restrict_files(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(entries) = std::fs::read_dir(path) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let Ok(kind) = entry.file_type() else {
-            continue;
-        };
-        let Ok(meta) = entry.metadata() else { continue };
-        let (mode, private) = if kind.is_dir() {
-            (0o700, 0o077)
-        } else {
-            (0o600, 0o177)
-        };
-        if meta.permissions().mode() & private != 0 {
-            let _ = std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(mode));
-        }
-        if kind.is_dir() {
-            restrict_files(&entry.path());
-        }
     }
 }

@@ -123,7 +123,7 @@ impl DaemonBuilder {
             Err(BootFailure::Exited(status)) => Refused {
                 status,
                 stderr: read_log(self.dir.path(), 0),
-                _dir: self.dir,
+                _dir: Some(self.dir),
             },
             Err(other) => panic!(
                 "hookd did not refuse to start: {other}; log:\n{}",
@@ -140,7 +140,7 @@ pub struct Refused {
     /// Everything it wrote to stderr (and stdout).
     pub stderr: String,
     /// The daemon's temp dir, kept alive so a test can look at what it left there.
-    _dir: TempDir,
+    _dir: Option<TempDir>,
 }
 
 /// Why a daemon did not become ready.
@@ -212,6 +212,14 @@ impl Daemon {
                 self.log()
             ),
         }
+    }
+
+    /// The running daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child
+            .as_ref()
+            .and_then(|c| c.id())
+            .expect("the daemon is running")
     }
 
     /// The ingest address from the ready signal.
@@ -451,10 +459,30 @@ fn read_log(dir: &Path, boot: u32) -> String {
 /// Spawns `hookd serve --config CONFIG` with a fresh notify socket and waits
 /// for `READY=1` (with `HOOKD_INGEST=`), its exit, or the deadline.
 async fn launch(dir: &Path, config: &Path, boot: u32) -> Result<(Child, SocketAddr), BootFailure> {
+    let (mut child, notify) = spawn(dir, config, boot);
+    let outcome = tokio::select! {
+        ready = read_ready(&notify) => ready.map_err(BootFailure::NotReady),
+        status = child.wait() => Err(BootFailure::Exited(status.expect("waiting for hookd"))),
+        _ = tokio::time::sleep(START_DEADLINE) => {
+            Err(BootFailure::NotReady(format!("no READY=1 within {START_DEADLINE:?}")))
+        }
+    };
+    match outcome {
+        Ok(addr) => Ok((child, addr)),
+        Err(failure) => {
+            let _ = child.start_kill();
+            Err(failure)
+        }
+    }
+}
+
+/// Spawns `hookd serve --config CONFIG`, logging to the boot's log file,
+/// with `NOTIFY_SOCKET` pointing at a fresh datagram socket.
+fn spawn(dir: &Path, config: &Path, boot: u32) -> (Child, UnixDatagram) {
     let notify_path = dir.join(format!("notify-{boot}.sock"));
     let notify = UnixDatagram::bind(&notify_path).expect("binding the notify socket");
     let log = std::fs::File::create(log_path(dir, boot)).expect("creating the log file");
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .arg("serve")
         .arg("--config")
         .arg(config)
@@ -468,38 +496,101 @@ async fn launch(dir: &Path, config: &Path, boot: u32) -> Result<(Child, SocketAd
         .kill_on_drop(true)
         .spawn()
         .expect("spawning hookd");
-    let ready = async {
-        let mut buf = vec![0u8; 4096];
+    (child, notify)
+}
+
+/// Reads notifications until `READY=1`; returns the `HOOKD_INGEST=` address.
+async fn read_ready(notify: &UnixDatagram) -> Result<SocketAddr, String> {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let n = notify
+            .recv(&mut buf)
+            .await
+            .map_err(|e| format!("reading the notify socket: {e}"))?;
+        let message = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !message.lines().any(|l| l == "READY=1") {
+            continue;
+        }
+        let addr = message
+            .lines()
+            .find_map(|l| l.strip_prefix("HOOKD_INGEST="))
+            .ok_or_else(|| format!("READY=1 without HOOKD_INGEST: {message:?}"))?;
+        return addr
+            .parse::<SocketAddr>()
+            .map_err(|e| format!("HOOKD_INGEST={addr:?} is not an address: {e}"));
+    }
+}
+
+/// Boots that are cut short or expected to fail, on the same config and store.
+impl Daemon {
+    /// Starts a new process and kills it with SIGKILL `after` its spawn,
+    /// whether or not it is ready by then: a crash during startup and
+    /// recovery. Returns whether it had sent `READY=1` before the kill.
+    /// Fails the test if the process exits on its own first.
+    pub async fn kill9_during_start(&mut self, after: Duration) -> bool {
+        assert!(self.child.is_none(), "the daemon is already running");
+        let boot = self.boots;
+        self.boots += 1;
+        let (mut child, notify) = spawn(self.dir.path(), &self.config_path, boot);
+        let deadline = tokio::time::sleep(after);
+        tokio::pin!(deadline);
+        let (mut ready, mut listening) = (false, true);
         loop {
-            let n = notify
-                .recv(&mut buf)
-                .await
-                .map_err(|e| format!("reading the notify socket: {e}"))?;
-            let message = String::from_utf8_lossy(&buf[..n]).into_owned();
-            if !message.lines().any(|l| l == "READY=1") {
-                continue;
+            tokio::select! {
+                _ = &mut deadline => break,
+                heard = read_ready(&notify), if listening => {
+                    ready = heard.is_ok();
+                    listening = false;
+                }
+                status = child.wait() => panic!(
+                    "hookd exited with {status:?} before the kill {after:?} into boot {boot}; log:\n{}",
+                    self.log()
+                ),
             }
-            let addr = message
-                .lines()
-                .find_map(|l| l.strip_prefix("HOOKD_INGEST="))
-                .ok_or_else(|| format!("READY=1 without HOOKD_INGEST: {message:?}"))?;
-            return addr
-                .parse::<SocketAddr>()
-                .map_err(|e| format!("HOOKD_INGEST={addr:?} is not an address: {e}"));
         }
-    };
-    let outcome = tokio::select! {
-        ready = ready => ready.map_err(BootFailure::NotReady),
-        status = child.wait() => Err(BootFailure::Exited(status.expect("waiting for hookd"))),
-        _ = tokio::time::sleep(START_DEADLINE) => {
-            Err(BootFailure::NotReady(format!("no READY=1 within {START_DEADLINE:?}")))
+        child.start_kill().expect("SIGKILL is delivered");
+        let _ = child.wait().await;
+        ready
+    }
+
+    /// Starts a new process that must refuse to start (after `kill9` or
+    /// `sigterm`): returns its exit status and log once it exits.
+    pub async fn restart_expecting_failure(&mut self) -> Refused {
+        assert!(self.child.is_none(), "the daemon is already running");
+        let boot = self.boots;
+        self.boots += 1;
+        match launch(self.dir.path(), &self.config_path, boot).await {
+            Ok((mut child, addr)) => {
+                let _ = child.start_kill();
+                panic!(
+                    "hookd became ready on {addr} but should have refused to start; log:\n{}",
+                    read_log(self.dir.path(), boot)
+                )
+            }
+            Err(BootFailure::Exited(status)) => Refused {
+                status,
+                stderr: read_log(self.dir.path(), boot),
+                _dir: None,
+            },
+            Err(other) => panic!(
+                "hookd did not refuse to start: {other}; log:\n{}",
+                read_log(self.dir.path(), boot)
+            ),
         }
-    };
-    match outcome {
-        Ok(addr) => Ok((child, addr)),
-        Err(failure) => {
-            let _ = child.start_kill();
-            Err(failure)
+    }
+
+    /// Waits for the running daemon to exit on its own (up to `deadline`).
+    pub async fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let mut child = self.child.take().expect("the daemon is running");
+        match tokio::time::timeout(deadline, child.wait()).await {
+            Ok(status) => status.expect("waiting for the daemon"),
+            Err(_) => {
+                let _ = child.start_kill();
+                panic!(
+                    "hookd did not exit within {deadline:?}; log:\n{}",
+                    self.log()
+                )
+            }
         }
     }
 }

@@ -1,10 +1,15 @@
 //! The shared pieces of the integration tests: a real daemon in a temp dir
 //! ([`Daemon`]), a real webhook receiver ([`Receiver`]), a small HTTP client
 //! for ingest ([`http`]), and waiting helpers that never guess with sleeps.
+//!
+//! Every test module draws on these; no single one uses them all.
+#![allow(dead_code, unused_imports)]
 
 pub mod daemon;
 pub mod http;
+pub mod load;
 pub mod receiver;
+pub mod tally;
 
 pub use daemon::{Daemon, DaemonBuilder};
 pub use receiver::{Receiver, Recorded, Reply};
