@@ -283,13 +283,8 @@ async fn watch_disk_budget(store: Arc<Store>, ingest: Arc<IngestState>, max_disk
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tick.tick().await;
-        let size = store.size_on_disk();
-        let reason = (size >= max_disk).then(|| {
-            format!(
-                "the store is at its disk budget ({size} of {max_disk} bytes, storage.max_disk); \
-                 ingest resumes as retention frees space"
-            )
-        });
+        // Not sled's file size alone: sled reuses freed space but rarely shrinks its file.
+        let reason = store.over_budget(max_disk);
         let mut refusing = ingest.refusing.write().unwrap();
         if *refusing != reason {
             match &reason {

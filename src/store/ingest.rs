@@ -42,6 +42,7 @@ impl Store {
         // Ids new in this very batch: a repeat inside it is a duplicate too.
         let mut fresh: HashMap<&str, usize> = HashMap::new();
         let mut lanes = LanesInBatch::default();
+        let mut held = 0;
 
         let _guard = self.ingest_lock.lock().unwrap();
         for event in events {
@@ -85,6 +86,7 @@ impl Store {
                 data_len: event.data.len() as u32,
                 deliveries: delivery_ids,
             };
+            held += super::budget::footprint(&record);
             batch.insert(&keys::with_u64(keys::EVENT, seq), codec::encode(&record));
             for (no, chunk) in event.data.chunks(keys::CHUNK_SIZE).enumerate() {
                 batch.insert(&keys::chunk(seq, no as u16), chunk);
@@ -101,6 +103,7 @@ impl Store {
         }
         self.data.apply_batch(batch)?;
         drop(_guard);
+        self.add_held(held);
         for (&sub, &n) in &touched {
             self.adjust_open(sub, n);
         }

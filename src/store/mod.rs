@@ -4,6 +4,7 @@
 //! One data tree holds every record kind under a one-byte tag (see `keys`), so
 //! an event, its deliveries and their due keys land in one atomic `apply_batch`.
 
+mod budget;
 mod codec;
 mod deliveries;
 mod flush;
@@ -24,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::model::Subscription;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 /// The schema this hookd writes; it opens stores of this version or older.
@@ -44,6 +46,8 @@ pub struct Store {
     delivery_lock: Mutex<()>,
     /// Open deliveries per subscription key, counted at open and kept live.
     open: Mutex<HashMap<u64, u64>>,
+    /// Bytes the stored events hold (see `budget`), counted at open and kept live.
+    held: AtomicU64,
 }
 
 /// How to open the store.
@@ -74,13 +78,17 @@ impl Store {
             ingest_lock: Mutex::new(()),
             delivery_lock: Mutex::new(()),
             open: Mutex::new(HashMap::new()),
+            held: AtomicU64::new(0),
         };
-        store.count_open_deliveries().map_err(|e| {
-            open_err(format!(
-                "reading its due index failed ({e}); it may be damaged: restore it from a \
+        store
+            .count_open_deliveries()
+            .and_then(|_| store.count_held())
+            .map_err(|e| {
+                open_err(format!(
+                    "reading its due index failed ({e}); it may be damaged: restore it from a \
                  backup, or move it aside to start empty"
-            ))
-        })?;
+                ))
+            })?;
         Ok(Arc::new(store))
     }
 

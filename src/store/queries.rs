@@ -145,6 +145,7 @@ impl Store {
                 return Ok(Vec::new());
             };
             let now = now_ms();
+            let held_before = super::budget::footprint(&event);
             let mut batch = sled::Batch::default();
             let mut ids = Vec::with_capacity(sub_keys.len());
             for &sub_key in sub_keys {
@@ -162,6 +163,7 @@ impl Store {
             }
             batch.insert(&keys::with_u64(keys::EVENT, seq), codec::encode(&event));
             self.data.apply_batch(batch)?;
+            self.add_held(super::budget::footprint(&event) - held_before);
             for &sub_key in sub_keys {
                 self.adjust_open(sub_key, 1);
             }
