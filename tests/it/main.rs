@@ -6,6 +6,7 @@
 
 mod harness;
 
+mod budget;
 mod control;
 mod crash;
 mod ingest;
