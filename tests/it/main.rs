@@ -11,5 +11,6 @@ mod control;
 mod crash;
 mod ingest;
 mod power;
+mod retention;
 mod shutdown;
 mod storage;
