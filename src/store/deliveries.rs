@@ -136,7 +136,7 @@ impl Store {
                 );
             }
         }
-        self.data.apply_batch(batch)?;
+        self.apply(batch)?;
         drop(_guard);
         if !next.status.is_open() {
             self.adjust_open(next.sub_key, -1);
@@ -182,7 +182,7 @@ impl Store {
             );
             moved += 1;
         }
-        self.data.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(moved)
     }
 

@@ -27,7 +27,7 @@ use tokio::sync::{watch, Notify};
 struct Flushed {
     /// Every ticket up to this one is on disk.
     through: u64,
-    /// Set once a flush failed: the store is unusable.
+    /// Set once a flush or a write failed: the store is unusable.
     failed: Option<String>,
 }
 
@@ -35,7 +35,7 @@ struct Flushed {
 pub struct Flusher {
     tickets: AtomicU64,
     wake: Notify,
-    state: watch::Receiver<Flushed>,
+    state: watch::Sender<Flushed>,
     /// Flush rounds done and their total time, for metrics.
     pub rounds: AtomicU64,
     pub round_micros: AtomicU64,
@@ -45,11 +45,10 @@ impl Flusher {
     /// Starts the flusher task for `db`, fsyncing new files in `blobs` and
     /// then `data_file` after each flush.
     pub fn start(db: sled::Db, data_file: File, blobs: PathBuf) -> Arc<Flusher> {
-        let (tx, rx) = watch::channel(Flushed::default());
         let flusher = Arc::new(Flusher {
             tickets: AtomicU64::new(0),
             wake: Notify::new(),
-            state: rx,
+            state: watch::channel(Flushed::default()).0,
             rounds: AtomicU64::new(0),
             round_micros: AtomicU64::new(0),
         });
@@ -60,7 +59,11 @@ impl Flusher {
         }));
         let me = flusher.clone();
         tokio::spawn(async move {
+            let tx = &me.state;
             loop {
+                if tx.borrow().failed.is_some() {
+                    return;
+                }
                 let target = me.tickets.load(Ordering::SeqCst);
                 if target <= tx.borrow().through {
                     // Exit when every handle but ours is gone and nothing is owed.
@@ -91,7 +94,7 @@ impl Flusher {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "store flush failed; the store is unusable");
-                        tx.send_modify(|s| s.failed = Some(e.to_string()));
+                        me.fail(e.to_string());
                         return;
                     }
                 }
@@ -104,7 +107,7 @@ impl Flusher {
     pub async fn durable(&self) -> Result<()> {
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         self.wake.notify_one();
-        let mut state = self.state.clone();
+        let mut state = self.state.subscribe();
         let seen = state
             .wait_for(|s| s.through >= ticket || s.failed.is_some())
             .await
@@ -120,9 +123,21 @@ impl Flusher {
         self.state.borrow().failed.clone()
     }
 
-    /// Resolves once a flush has failed.
+    /// Marks the store unusable: every waiter not yet covered gets an error,
+    /// and [`Flusher::failed`] resolves (the daemon stops). The first reason wins.
+    pub fn fail(&self, reason: String) {
+        self.state.send_if_modified(|s| {
+            let first = s.failed.is_none();
+            if first {
+                s.failed = Some(reason);
+            }
+            first
+        });
+    }
+
+    /// Resolves once a flush or a write has failed.
     pub async fn failed(&self) -> String {
-        let mut state = self.state.clone();
+        let mut state = self.state.subscribe();
         let reason = match state.wait_for(|s| s.failed.is_some()).await {
             Ok(s) => s.failed.clone().unwrap_or_default(),
             Err(_) => "the flusher stopped".into(),

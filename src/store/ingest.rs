@@ -101,7 +101,7 @@ impl Store {
                 duplicate: false,
             });
         }
-        self.data.apply_batch(batch)?;
+        self.apply(batch)?;
         drop(_guard);
         self.add_held(held);
         for (&sub, &n) in &touched {

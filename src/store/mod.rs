@@ -92,6 +92,25 @@ impl Store {
         Ok(Arc::new(store))
     }
 
+    /// Applies `batch` to the data tree. After an I/O error sled stays
+    /// unusable for good (it keeps failing every write even once space is
+    /// freed), so the store is marked failed: the daemon stops, exits
+    /// non-zero, and its supervisor restarts it on a store that opens again.
+    fn apply(&self, batch: sled::Batch) -> Result<()> {
+        self.data.apply_batch(batch).map_err(|e| self.fatal(e))
+    }
+
+    /// `e` as an error, marking the store failed if it is an I/O error.
+    fn fatal(&self, e: sled::Error) -> Error {
+        if let sled::Error::Io(io) = &e {
+            tracing::error!(error = %io, "a store write failed; the store is unusable");
+            let path = self.path.display();
+            self.flusher
+                .fail(format!("a write to the store at {path} failed: {io}"));
+        }
+        Error::Store(e)
+    }
+
     /// The group-commit handle: wait on it before acknowledging a write.
     pub fn flusher(&self) -> &Flusher {
         &self.flusher
@@ -126,7 +145,8 @@ impl Store {
     /// Writes a subscription durably (create or update).
     pub async fn put_subscription(&self, sub: &Subscription) -> Result<()> {
         self.data
-            .insert(keys::with_u64(keys::SUB, sub.key), codec::encode(sub))?;
+            .insert(keys::with_u64(keys::SUB, sub.key), codec::encode(sub))
+            .map_err(|e| self.fatal(e))?;
         self.flusher.durable().await
     }
 

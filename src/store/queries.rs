@@ -162,7 +162,7 @@ impl Store {
                 ids.push(id);
             }
             batch.insert(&keys::with_u64(keys::EVENT, seq), codec::encode(&event));
-            self.data.apply_batch(batch)?;
+            self.apply(batch)?;
             self.add_held(super::budget::footprint(&event) - held_before);
             for &sub_key in sub_keys {
                 self.adjust_open(sub_key, 1);
@@ -233,7 +233,7 @@ impl Store {
                 }
                 batch.remove(k);
             }
-            self.data.apply_batch(batch)?;
+            self.apply(batch)?;
             self.open.lock().unwrap().remove(&sub_key);
         }
         self.flusher.durable().await?;

@@ -83,7 +83,7 @@ impl Store {
         if progress.scanned < limit {
             progress.resume_after = None;
         }
-        self.data.apply_batch(batch)?;
+        self.apply(batch)?;
         self.remove_held(freed);
         Ok(progress)
     }
