@@ -9,6 +9,7 @@ mod harness;
 mod budget;
 mod control;
 mod crash;
+mod diskfull;
 mod faults;
 mod ingest;
 mod power;
