@@ -366,13 +366,8 @@ async fn watch_disk_budget(store: Arc<Store>, ingest: Arc<IngestState>) {
         tick.tick().await;
         store.keep_files_private();
         let max_disk = ingest.settings.read().unwrap().max_disk;
-        let size = store.size_on_disk();
-        let reason = (size >= max_disk).then(|| {
-            format!(
-                "the store is at its disk budget ({size} of {max_disk} bytes, storage.max_disk); \
-                 ingest resumes as retention frees space"
-            )
-        });
+        // Not sled's file size alone: sled reuses freed space but rarely shrinks its file.
+        let reason = store.over_budget(max_disk);
         let mut refusing = ingest.refusing.write().unwrap();
         if *refusing != reason {
             match &reason {

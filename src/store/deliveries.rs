@@ -142,11 +142,11 @@ impl Store {
                 );
             }
         }
-        if let Err(e) = self.data.apply_batch(batch) {
+        if let Err(e) = self.apply(batch) {
             if let Some(id) = made_due {
                 self.settle(id);
             }
-            return Err(e.into());
+            return Err(e);
         }
         drop(_guard);
         if !next.status.is_open() {
@@ -198,7 +198,7 @@ impl Store {
             );
             moved += 1;
         }
-        self.data.apply_batch(batch)?;
+        self.apply(batch)?;
         Ok(moved)
     }
 

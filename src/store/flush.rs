@@ -28,7 +28,7 @@ use tokio::sync::{watch, Notify};
 struct Flushed {
     /// Every ticket up to this one is on disk.
     through: u64,
-    /// Set once a flush failed: the store is unusable.
+    /// Set once a flush or a write failed: the store is unusable.
     failed: Option<String>,
 }
 
@@ -36,7 +36,7 @@ struct Flushed {
 pub struct Flusher {
     tickets: AtomicU64,
     wake: Notify,
-    state: watch::Receiver<Flushed>,
+    state: watch::Sender<Flushed>,
     /// How long each flush round took (flush plus fsync), for metrics.
     pub rounds: Histogram,
 }
@@ -45,11 +45,10 @@ impl Flusher {
     /// Starts the flusher task for `db`, fsyncing new files in `blobs` and
     /// then `data_file` after each flush.
     pub fn start(db: sled::Db, data_file: File, blobs: PathBuf) -> Arc<Flusher> {
-        let (tx, rx) = watch::channel(Flushed::default());
         let flusher = Arc::new(Flusher {
             tickets: AtomicU64::new(0),
             wake: Notify::new(),
-            state: rx,
+            state: watch::channel(Flushed::default()).0,
             rounds: Histogram::new(&FLUSH_BUCKETS),
         });
         let data_file = Arc::new(data_file);
@@ -59,7 +58,11 @@ impl Flusher {
         }));
         let me = flusher.clone();
         tokio::spawn(async move {
+            let tx = &me.state;
             loop {
+                if tx.borrow().failed.is_some() {
+                    return;
+                }
                 let target = me.tickets.load(Ordering::SeqCst);
                 if target <= tx.borrow().through {
                     // Exit when every handle but ours is gone and nothing is owed.
@@ -88,7 +91,7 @@ impl Flusher {
                     }
                     Err(e) => {
                         tracing::error!(error = %e, "store flush failed; the store is unusable");
-                        tx.send_modify(|s| s.failed = Some(e.to_string()));
+                        me.fail(e.to_string());
                         return;
                     }
                 }
@@ -101,7 +104,7 @@ impl Flusher {
     pub async fn durable(&self) -> Result<()> {
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
         self.wake.notify_one();
-        let mut state = self.state.clone();
+        let mut state = self.state.subscribe();
         let seen = state
             .wait_for(|s| s.through >= ticket || s.failed.is_some())
             .await
@@ -117,9 +120,21 @@ impl Flusher {
         self.state.borrow().failed.clone()
     }
 
-    /// Resolves once a flush has failed.
+    /// Marks the store unusable: every waiter not yet covered gets an error,
+    /// and [`Flusher::failed`] resolves (the daemon stops). The first reason wins.
+    pub fn fail(&self, reason: String) {
+        self.state.send_if_modified(|s| {
+            let first = s.failed.is_none();
+            if first {
+                s.failed = Some(reason);
+            }
+            first
+        });
+    }
+
+    /// Resolves once a flush or a write has failed.
     pub async fn failed(&self) -> String {
-        let mut state = self.state.clone();
+        let mut state = self.state.subscribe();
         let reason = match state.wait_for(|s| s.failed.is_some()).await {
             Ok(s) => s.failed.clone().unwrap_or_default(),
             Err(_) => "the flusher stopped".into(),

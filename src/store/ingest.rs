@@ -42,6 +42,7 @@ impl Store {
         // Ids new in this very batch: a repeat inside it is a duplicate too.
         let mut fresh: HashMap<&str, usize> = HashMap::new();
         let mut lanes = LanesInBatch::default();
+        let mut held = 0;
 
         let _guard = self.ingest_lock.lock().unwrap();
         for event in events {
@@ -86,6 +87,7 @@ impl Store {
                 fanned_out: delivery_ids.len() as u32,
                 deliveries: delivery_ids,
             };
+            held += super::budget::footprint(&record);
             batch.insert(&keys::with_u64(keys::EVENT, seq), codec::encode(&record));
             for (no, chunk) in event.data.chunks(keys::CHUNK_SIZE).enumerate() {
                 batch.insert(&keys::chunk(seq, no as u16), chunk);
@@ -100,8 +102,9 @@ impl Store {
                 duplicate: false,
             });
         }
-        self.data.apply_batch(batch)?;
+        self.apply(batch)?;
         drop(_guard);
+        self.add_held(held);
         for (&sub, &n) in &touched {
             self.adjust_open(sub, n);
         }

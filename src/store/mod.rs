@@ -5,6 +5,7 @@
 //! an event, its deliveries and their due keys land in one atomic `apply_batch`.
 
 mod backup;
+mod budget;
 mod census;
 mod codec;
 mod deliveries;
@@ -29,6 +30,7 @@ use crate::model::Subscription;
 use open::{create_private_dir, restrict_files};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 /// The schema this hookd writes; it opens stores of this version or older.
@@ -53,6 +55,8 @@ pub struct Store {
     /// be attempted until it is, or a crash could undo their head's close
     /// after they went out (a reorder, not just a repeat).
     unsettled: Mutex<std::collections::HashSet<u64>>,
+    /// Bytes the stored events hold (see `budget`), counted at open and kept live.
+    held: AtomicU64,
 }
 
 /// How to open the store.
@@ -84,14 +88,37 @@ impl Store {
             delivery_lock: Mutex::new(()),
             open: Mutex::new(HashMap::new()),
             unsettled: Mutex::new(Default::default()),
+            held: AtomicU64::new(0),
         };
-        store.count_open_deliveries().map_err(|e| {
-            open_err(format!(
-                "reading its due index failed ({e}); it may be damaged: restore it from a \
+        store
+            .count_open_deliveries()
+            .and_then(|_| store.count_held())
+            .map_err(|e| {
+                open_err(format!(
+                    "reading its due index failed ({e}); it may be damaged: restore it from a \
                  backup, or move it aside to start empty"
-            ))
-        })?;
+                ))
+            })?;
         Ok(Arc::new(store))
+    }
+
+    /// Applies `batch` to the data tree. After an I/O error sled stays
+    /// unusable for good (it keeps failing every write even once space is
+    /// freed), so the store is marked failed: the daemon stops, exits
+    /// non-zero, and its supervisor restarts it on a store that opens again.
+    fn apply(&self, batch: sled::Batch) -> Result<()> {
+        self.data.apply_batch(batch).map_err(|e| self.fatal(e))
+    }
+
+    /// `e` as an error, marking the store failed if it is an I/O error.
+    fn fatal(&self, e: sled::Error) -> Error {
+        if let sled::Error::Io(io) = &e {
+            tracing::error!(error = %io, "a store write failed; the store is unusable");
+            let path = self.path.display();
+            self.flusher
+                .fail(format!("a write to the store at {path} failed: {io}"));
+        }
+        Error::Store(e)
     }
 
     /// The group-commit handle: wait on it before acknowledging a write.
@@ -133,7 +160,8 @@ impl Store {
     /// Writes a subscription durably (create or update).
     pub async fn put_subscription(&self, sub: &Subscription) -> Result<()> {
         self.data
-            .insert(keys::with_u64(keys::SUB, sub.key), codec::encode(sub))?;
+            .insert(keys::with_u64(keys::SUB, sub.key), codec::encode(sub))
+            .map_err(|e| self.fatal(e))?;
         self.flusher.durable().await
     }
 

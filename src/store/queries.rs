@@ -145,6 +145,7 @@ impl Store {
                 return Ok(Vec::new());
             };
             let now = now_ms();
+            let held_before = super::budget::footprint(&event);
             let mut batch = sled::Batch::default();
             let mut ids = Vec::with_capacity(sub_keys.len());
             for &sub_key in sub_keys {
@@ -161,7 +162,8 @@ impl Store {
                 ids.push(id);
             }
             batch.insert(&keys::with_u64(keys::EVENT, seq), codec::encode(&event));
-            self.data.apply_batch(batch)?;
+            self.apply(batch)?;
+            self.add_held(super::budget::footprint(&event) - held_before);
             for &sub_key in sub_keys {
                 self.adjust_open(sub_key, 1);
             }
@@ -231,7 +233,7 @@ impl Store {
                 }
                 batch.remove(k);
             }
-            self.data.apply_batch(batch)?;
+            self.apply(batch)?;
             self.open.lock().unwrap().remove(&sub_key);
         }
         self.flusher.durable().await?;

@@ -32,6 +32,7 @@ impl Store {
         let end = [keys::EVENT + 1];
         let mut progress = PurgeProgress::default();
         let mut batch = sled::Batch::default();
+        let mut freed = 0;
         // Held so a redelivery cannot add to an event while it is being purged.
         let _guard = self.delivery_lock.lock().unwrap();
         for item in self.data.range(start..end[..].to_vec()) {
@@ -76,12 +77,14 @@ impl Store {
                     batch.remove(item?.0);
                 }
             }
+            freed += super::budget::footprint(&event);
             progress.purged += 1;
         }
         if progress.scanned < limit {
             progress.resume_after = None;
         }
-        self.data.apply_batch(batch)?;
+        self.apply(batch)?;
+        self.remove_held(freed);
         Ok(progress)
     }
 }
