@@ -542,8 +542,8 @@ impl Daemon {
                 status,
                 stderr: read_log(self.dir.path(), boot),
             },
-            Err(other) => panic!(
-                "hookd did not refuse to start: {other:?}; log:\n{}",
+            Err(BootFailure::NotReady(why)) => panic!(
+                "hookd did not refuse to start: {why}; log:\n{}",
                 read_log(self.dir.path(), boot)
             ),
         }
