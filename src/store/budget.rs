@@ -8,8 +8,9 @@
 //!
 //! - below the budget on disk, ingest is refused only if the bytes held reach it;
 //! - at or over the budget on disk, ingest is refused until the bytes held
-//!   fall below a quarter of it, which sled's file (measured at up to about
-//!   5× the bytes held, in steady state) then has room for without growing.
+//!   fall below a quarter of it; sled's file then has room for them without
+//!   growing (measured in steady state: a base of a few 512 KiB segments plus
+//!   about 1.5× the bytes held; see ARCHITECTURE.md).
 
 use super::{codec, keys, Store};
 use crate::error::Result;

@@ -52,7 +52,7 @@ impl LazyFs {
         let out = Command::new(LAZYFS_SH)
             .arg("mount")
             .arg(dir.path())
-            .env("LAZYFS_CACHE", "512mb")
+            .env("LAZYFS_CACHE", "256mb")
             .output()
             .expect("running lazyfs.sh mount");
         // `mount` builds LazyFS first if needed (once, ~2 min).

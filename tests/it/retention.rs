@@ -91,6 +91,7 @@ async fn delivered_events_are_purged_after_retention_and_open_ones_kept() {
 /// over time and per stored event.
 ///
 /// `HOOKD_RETENTION_RUN_SECS=300 cargo test --test it steady_state -- --ignored --nocapture`
+/// (`HOOKD_RETENTION_BACKLOG=N` sets the held backlog, default 2000).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a measurement of minutes, run by hand"]
 async fn steady_state_store_size_under_ingest_delivery_and_purge() {
@@ -98,7 +99,11 @@ async fn steady_state_store_size_under_ingest_delivery_and_purge() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(120);
-    let (rate, data_len, backlog, retention) = (100u64, 1024usize, 2000usize, 2u64);
+    let backlog: usize = std::env::var("HOOKD_RETENTION_BACKLOG")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(2000);
+    let (rate, data_len, retention) = (100u64, 1024usize, 2u64);
     let receiver = TallyReceiver::start().await;
     let daemon = Daemon::builder()
         .set("storage", "retention", format!("{retention}s").as_str())
@@ -118,9 +123,9 @@ async fn steady_state_store_size_under_ingest_delivery_and_purge() {
     let pad = "p".repeat(data_len - 20);
     let body =
         |kind: &str, n: u64| format!(r#"{{"type":"{kind}.x","data":{{"n":{n},"pad":"{pad}"}}}}"#);
-    for chunk in 0..backlog / 100 {
-        let events: Vec<String> = (0..100)
-            .map(|i| body("held", (chunk * 100 + i) as u64))
+    for start in (0..backlog).step_by(100) {
+        let events: Vec<String> = (start..(start + 100).min(backlog))
+            .map(|i| body("held", i as u64))
             .collect();
         let answer = daemon
             .post_raw("/v1/events/batch", format!("[{}]", events.join(",")))
@@ -153,7 +158,10 @@ async fn steady_state_store_size_under_ingest_delivery_and_purge() {
         if started.elapsed() >= next_sample {
             next_sample += Duration::from_secs(10.min(secs / 10).max(1));
             let status: api::Status = daemon.get("/v1/status").await;
-            let stored = daemon.events().await.len() as u64;
+            // The held backlog stays; the flowing events are those not yet purged.
+            let flowing: api::List<api::Event> =
+                daemon.get("/v1/events?type=flow.x&limit=10000").await;
+            let stored = backlog as u64 + flowing.items.len() as u64;
             let per = status.store.size_bytes / stored.max(1);
             println!(
                 "steady: {:6.0} {:11} {:14} {:8} {:14}",

@@ -572,8 +572,8 @@ impl Daemon {
                 stderr: read_log(self.dir.path(), boot),
                 _dir: None,
             },
-            Err(other) => panic!(
-                "hookd did not refuse to start: {other}; log:\n{}",
+            Err(BootFailure::NotReady(why)) => panic!(
+                "hookd did not refuse to start: {why}; log:\n{}",
                 read_log(self.dir.path(), boot)
             ),
         }
