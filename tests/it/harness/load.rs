@@ -166,6 +166,8 @@ pub struct Load {
     target: watch::Sender<Option<SocketAddr>>,
     stop: Arc<AtomicBool>,
     report: Arc<Mutex<LoadReport>>,
+    /// Bumped on every acknowledged request.
+    acks: Arc<watch::Sender<u64>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -175,17 +177,19 @@ impl Load {
         let (target, _) = watch::channel(None);
         let stop = Arc::new(AtomicBool::new(false));
         let report = Arc::new(Mutex::new(LoadReport::default()));
+        let acks = Arc::new(watch::channel(0u64).0);
         let tasks = (0..spec.clients)
             .map(|client| {
                 let (rx, stop, report) = (target.subscribe(), stop.clone(), report.clone());
-                let spec = spec.clone();
-                tokio::spawn(run_client(client, spec, rx, stop, report))
+                let (spec, acks) = (spec.clone(), acks.clone());
+                tokio::spawn(run_client(client, spec, rx, stop, report, acks))
             })
             .collect();
         Load {
             target,
             stop,
             report,
+            acks,
             tasks,
         }
     }
@@ -193,6 +197,14 @@ impl Load {
     /// Points the clients at `addr` (`None`: the daemon is down, wait).
     pub fn aim(&self, addr: Option<SocketAddr>) {
         self.target.send_replace(addr);
+    }
+
+    /// Resolves right after the next acknowledged request (or after `deadline`):
+    /// a kill then lands while that event is as fresh as it gets.
+    pub async fn next_ack(&self, deadline: Duration) {
+        let mut acks = self.acks.subscribe();
+        acks.borrow_and_update();
+        let _ = tokio::time::timeout(deadline, acks.changed()).await;
     }
 
     /// Ids acknowledged so far.
@@ -218,6 +230,7 @@ async fn run_client(
     mut target: watch::Receiver<Option<SocketAddr>>,
     stop: Arc<AtomicBool>,
     report: Arc<Mutex<LoadReport>>,
+    acks: Arc<watch::Sender<u64>>,
 ) {
     let mut rng = XorShift::new(spec.seed ^ ((client as u64 + 1) << 32));
     let pad = "x".repeat(spec.big_data);
@@ -264,6 +277,7 @@ async fn run_client(
                     for (id, len, _) in &sent {
                         r.acked.insert(id.clone(), *len);
                     }
+                    acks.send_modify(|n| *n += 1);
                 }
                 Ok(a) if a.status == hyper::StatusCode::SERVICE_UNAVAILABLE => r.unavailable += 1,
                 Ok(a) => r
