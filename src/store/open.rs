@@ -231,8 +231,14 @@ fn read_marker(path: &Path) -> std::io::Result<Option<u64>> {
 /// Replaces the marker file atomically (temp file, fsync, rename, fsync of the directory).
 fn write_marker(path: &Path, clean_shutdowns: u64) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
     let temp = path.join(format!("{MARKER_FILE}.tmp"));
-    let mut file = File::create(&temp)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&temp)?;
     writeln!(file, "{MARKER_TEXT}{CLEAN_LINE}{clean_shutdowns}")?;
     file.sync_all()?;
     std::fs::rename(&temp, path.join(MARKER_FILE))?;
