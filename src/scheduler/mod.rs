@@ -273,6 +273,22 @@ impl Scheduler {
                 }
             };
             lane.next_check = scan.next_due;
+            if scan.ready.is_empty()
+                && scan.next_due.is_none()
+                && lane.in_flight.is_empty()
+                && self.ctx.store.open_count(key) > 0
+            {
+                // Open deliveries but nothing due or on the wire: an ordered
+                // lane whose head has no due key would wait forever.
+                match self.ctx.store.repair_lanes(key) {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(subscription = %sub.id, heads = n, "ordered lanes had no head in the due index; put back");
+                        lane.next_check = Some(now);
+                    }
+                    Err(e) => tracing::error!(error = %e, "checking ordered lanes failed"),
+                }
+            }
             let started = scan.ready.len();
             if let Some(bucket) = &mut lane.bucket {
                 bucket.take(started);

@@ -160,6 +160,46 @@ impl Store {
         self.unsettled.lock().unwrap().remove(&successor);
     }
 
+    /// Makes sure every ordered lane of `sub_key` has its head in the due
+    /// index; returns how many heads had to be put back. A lane whose head
+    /// lost its due key would otherwise wait forever.
+    pub fn repair_lanes(&self, sub_key: u64) -> Result<usize> {
+        let _guard = self.delivery_lock.lock().unwrap();
+        let _ingest = self.ingest_lock.lock().unwrap();
+        let mut repaired = 0;
+        let mut batch = sled::Batch::default();
+        let mut previous: Option<Vec<u8>> = None;
+        for item in self.data.scan_prefix(keys::with_u64(keys::LANE, sub_key)) {
+            let (k, _) = item?;
+            let lane = keys::lane_of(&k).to_vec();
+            if previous.as_deref() == Some(&lane[..]) {
+                continue;
+            }
+            previous = Some(lane);
+            let Some(id) = keys::lane_delivery(&k) else {
+                continue;
+            };
+            let Some(head) = self.delivery(id)? else {
+                continue;
+            };
+            if !head.status.is_open() {
+                continue;
+            }
+            if self
+                .data
+                .get(keys::due(sub_key, head.next_at, id))?
+                .is_none()
+            {
+                batch.insert(&keys::due(sub_key, head.next_at, id), &[]);
+                repaired += 1;
+            }
+        }
+        if repaired > 0 {
+            self.apply(batch)?;
+        }
+        Ok(repaired)
+    }
+
     /// The delivery after `head` in its lane, if any.
     fn lane_successor(&self, sub_key: u64, key: &str, head: u64) -> Result<Option<Delivery>> {
         for item in self.data.scan_prefix(keys::lane_prefix(sub_key, key)) {
