@@ -52,6 +52,7 @@ impl Flusher {
             rounds: Histogram::new(&FLUSH_BUCKETS),
         });
         let data_file = Arc::new(data_file);
+        let blobs_dir = blobs.clone();
         let blobs = Arc::new(std::sync::Mutex::new(BlobSync {
             dir: blobs,
             synced: HashSet::new(),
@@ -78,7 +79,10 @@ impl Flusher {
                 let (db, file, blobs) = (db.clone(), data_file.clone(), blobs.clone());
                 let started = Instant::now();
                 let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                    db.flush().map_err(std::io::Error::other)?;
+                    db.flush().map_err(|e| match e {
+                        sled::Error::Io(io) => io,
+                        other => std::io::Error::other(other),
+                    })?;
                     blobs.lock().unwrap().sync_new()?;
                     file.sync_data()
                 })
@@ -90,8 +94,10 @@ impl Flusher {
                         tx.send_modify(|s| s.through = target);
                     }
                     Err(e) => {
-                        tracing::error!(error = %e, "store flush failed; the store is unusable");
-                        me.fail(e.to_string());
+                        let why = io_reason(&e);
+                        tracing::error!(error = %why, "store flush failed; the store is unusable");
+                        let store = blobs_dir.parent().unwrap_or(&blobs_dir).display();
+                        me.fail(format!("flushing the store at {store} failed: {why}"));
                         return;
                     }
                 }
@@ -140,6 +146,15 @@ impl Flusher {
             Err(_) => "the flusher stopped".into(),
         };
         reason
+    }
+}
+
+/// An I/O error for people: sled rewraps OS errors with their Debug text, so
+/// the kind reads better when there is one.
+pub(super) fn io_reason(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::Other => e.to_string(),
+        kind => kind.to_string(),
     }
 }
 

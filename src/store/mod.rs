@@ -113,10 +113,11 @@ impl Store {
     /// `e` as an error, marking the store failed if it is an I/O error.
     fn fatal(&self, e: sled::Error) -> Error {
         if let sled::Error::Io(io) = &e {
-            tracing::error!(error = %io, "a store write failed; the store is unusable");
+            let why = flush::io_reason(io);
+            tracing::error!(error = %why, "a store write failed; the store is unusable");
             let path = self.path.display();
             self.flusher
-                .fail(format!("a write to the store at {path} failed: {io}"));
+                .fail(format!("a write to the store at {path} failed: {why}"));
         }
         Error::Store(e)
     }
