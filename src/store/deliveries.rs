@@ -55,6 +55,8 @@ impl Store {
                 scan.next_due = Some(next_at);
                 break;
             }
+            // Asked per key, after the key is seen: `record_attempt` marks a
+            // successor unsettled before its due key becomes visible.
             if busy(delivery) || self.unsettled.lock().unwrap().contains(&delivery) {
                 continue;
             }
@@ -210,36 +212,6 @@ impl Store {
             }
         }
         Ok(None)
-    }
-
-    /// Moves open deliveries due later than `now` to `now` (a resumed or
-    /// rescheduled subscription). Returns how many moved.
-    pub fn reschedule_open(&self, sub_key: u64, now: Millis) -> Result<usize> {
-        let _guard = self.delivery_lock.lock().unwrap();
-        let mut moved = 0;
-        let mut batch = sled::Batch::default();
-        for item in self.data.scan_prefix(keys::due_prefix(sub_key)) {
-            let (k, _) = item?;
-            let Some((_, next_at, id)) = keys::parse_due(&k) else {
-                continue;
-            };
-            if next_at <= now {
-                continue;
-            }
-            let Some(mut delivery) = self.delivery(id)? else {
-                continue;
-            };
-            batch.remove(k);
-            delivery.next_at = now;
-            batch.insert(&keys::due(sub_key, now, id), &[]);
-            batch.insert(
-                &keys::with_u64(keys::DELIVERY, id),
-                codec::encode(&delivery),
-            );
-            moved += 1;
-        }
-        self.apply(batch)?;
-        Ok(moved)
     }
 
     /// A delivery record.
