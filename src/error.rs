@@ -34,6 +34,10 @@ pub enum Error {
     #[error("the store failed to flush: {0}")]
     Flush(String),
 
+    /// A write shared by several callers failed; each gets its reason.
+    #[error("the store could not take the write: {0}")]
+    Write(String),
+
     #[error("backup to {path}: {reason}")]
     Backup { path: PathBuf, reason: String },
 }

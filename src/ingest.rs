@@ -4,6 +4,7 @@
 //! A 2xx is sent only after the store's flusher reports the write durable.
 
 use crate::config::IngestConfig;
+use crate::error::Error;
 use crate::http::{error_response, json_response, read_body, BodyError, Response};
 use crate::metrics::{Gauges, IngestOutcome, Metrics};
 use crate::model::{is_valid_name, RESERVED_TYPE_PREFIX};
@@ -235,19 +236,24 @@ async fn accept(
         }
     }
 
-    let registry = state.registry.clone();
-    let (answers, touched) = state
+    let routes: Vec<Vec<u64>> = events.iter().map(|e| state.registry.route(e)).collect();
+    // Duplicates are answered after the round's flush too: the first copy
+    // may not be on disk yet.
+    let answers = state
         .store
-        .ingest(&events, &|e| registry.route(e))
-        .map_err(|e| {
-            tracing::error!(error = %e, "ingest write failed");
-            unavailable("the store could not take the write; nothing was stored")
+        .ingest(events, routes.clone())
+        .await
+        .map_err(|e| match e {
+            Error::Flush(_) => {
+                tracing::error!(error = %e, "ingest flush failed");
+                unavailable("the store could not make the write durable; retry")
+            }
+            _ => {
+                tracing::error!(error = %e, "ingest write failed");
+                unavailable("the store could not take the write; nothing was stored")
+            }
         })?;
-    // Duplicates wait too: the first copy may not be on disk yet.
-    state.store.flusher().durable().await.map_err(|e| {
-        tracing::error!(error = %e, "ingest flush failed");
-        unavailable("the store could not make the write durable; retry")
-    })?;
+    let touched = touched_subscriptions(&routes, &answers);
     state.wakeup.subs(&touched);
     let fresh = answers.iter().filter(|a| !a.duplicate).count() as u64;
     state
@@ -277,6 +283,19 @@ async fn accept(
         (StatusCode::ACCEPTED, IngestOutcome::Accepted)
     };
     Ok((outcome, json_response(status, &answer_json(answer))))
+}
+
+/// The subscriptions that got new deliveries.
+fn touched_subscriptions(routes: &[Vec<u64>], answers: &[Accepted]) -> Vec<u64> {
+    let mut touched: Vec<u64> = routes
+        .iter()
+        .zip(answers)
+        .filter(|(_, a)| !a.duplicate)
+        .flat_map(|(subs, _)| subs.iter().copied())
+        .collect();
+    touched.sort_unstable();
+    touched.dedup();
+    touched
 }
 
 fn answer_json(a: &Accepted) -> serde_json::Value {

@@ -73,14 +73,13 @@ pub fn emit(ctx: &Arc<DeliveryContext>, wakeup: &Arc<Wakeup>, event: Operational
     };
     let (ctx, wakeup) = (ctx.clone(), wakeup.clone());
     tokio::spawn(async move {
-        let registry = ctx.registry.clone();
-        match ctx
-            .store
-            .ingest(std::slice::from_ref(&event), &|e| registry.route(e))
-        {
-            Ok((_, touched)) => wakeup.subs(&touched),
+        let routes = vec![ctx.registry.route(&event)];
+        let event_type = event.event_type.clone();
+        match ctx.store.ingest(vec![event], routes.clone()).await {
+            Ok(answers) if !answers.iter().all(|a| a.duplicate) => wakeup.subs(&routes[0]),
+            Ok(_) => {}
             Err(e) => {
-                tracing::error!(error = %e, event_type = %event.event_type, "storing an operational event failed")
+                tracing::error!(error = %e, %event_type, "storing an operational event failed")
             }
         }
     });

@@ -345,8 +345,8 @@ mod tests {
             event("e3", None),
             event("e4", Some("k")),
         ];
-        store.ingest(&events, &|_| vec![7, 8]).unwrap();
-        store.flusher().durable().await.unwrap();
+        let routes = vec![vec![7, 8]; events.len()];
+        store.ingest(events.to_vec(), routes).await.unwrap();
 
         let dest = dir.path().join("backup");
         let copy = store.clone();

@@ -2,9 +2,21 @@
 //! an attempt, record the attempt's outcome.
 
 use super::{codec, keys, Store};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{Attempt, Delivery, DeliveryStatus, Event, Millis};
 use bytes::{Bytes, BytesMut};
+use tokio::sync::oneshot;
+
+/// What recording an attempt answers: the delivery as recorded and the lane
+/// successor it made due, or `None` if the delivery changed meanwhile.
+pub type Recorded = Option<(Delivery, Option<u64>)>;
+
+/// An attempt outcome queued for the commit thread's next round.
+pub(super) struct AttemptJob {
+    pub before: Delivery,
+    pub record: AttemptRecord,
+    pub reply: oneshot::Sender<Result<Recorded>>,
+}
 
 /// One bounded read of a subscription's due index.
 #[derive(Debug, Default)]
@@ -88,17 +100,74 @@ impl Store {
     }
 
     /// Records an attempt and moves the delivery on, unless it changed meanwhile
-    /// (cancelled, or rescheduled by an operator). Not waited on for durability:
-    /// a crash before the next flush repeats the attempt, which at-least-once allows.
+    /// (cancelled, or rescheduled by an operator). Attempts that end together
+    /// share one write in the commit thread's next round; this answers once
+    /// that write is made, not once it is durable: a crash before the flush
+    /// repeats the attempt, which at-least-once allows.
     ///
     /// Returns the delivery as recorded, and the lane successor this made
     /// due, which stays unattempted until [`Store::settle`] says the batch is durable.
-    pub fn record_attempt(
+    pub async fn record_attempt(
         &self,
         before: &Delivery,
         record: AttemptRecord,
     ) -> Result<Option<(Delivery, Option<u64>)>> {
+        let (reply, answer) = oneshot::channel();
+        self.flusher.submit_attempt(AttemptJob {
+            before: before.clone(),
+            record,
+            reply,
+        });
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Error::Flush("the commit thread stopped".into())))
+    }
+
+    /// Writes a round of attempt outcomes in one batch; one answer per job.
+    pub(super) fn write_attempts(&self, jobs: &[AttemptJob]) -> Result<Vec<Recorded>> {
+        // The ingest lock too: an ingest deciding whether a new delivery
+        // heads its lane must not interleave with a head's close.
         let _guard = self.delivery_lock.lock().unwrap();
+        let _ingest = self.ingest_lock.lock().unwrap();
+        let mut batch = sled::Batch::default();
+        let mut recorded = Vec::with_capacity(jobs.len());
+        let mut result = Ok(());
+        for job in jobs {
+            match self.stage_attempt(&mut batch, &job.before, &job.record) {
+                Ok(r) => recorded.push(r),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        let result = result.and_then(|()| self.apply(batch));
+        drop(_ingest);
+        drop(_guard);
+        if let Err(e) = result {
+            for (_, successor) in recorded.iter().flatten() {
+                if let Some(id) = successor {
+                    self.settle(*id);
+                }
+            }
+            return Err(e);
+        }
+        for (next, _) in recorded.iter().flatten() {
+            if !next.status.is_open() {
+                self.adjust_open(next.sub_key, -1);
+            }
+        }
+        Ok(recorded)
+    }
+
+    /// Adds one attempt's outcome to `batch`; `None` if the delivery changed
+    /// since the attempt began. Call with both locks held.
+    fn stage_attempt(
+        &self,
+        batch: &mut sled::Batch,
+        before: &Delivery,
+        record: &AttemptRecord,
+    ) -> Result<Recorded> {
         let Some(current) = self.delivery(before.id)? else {
             return Ok(None);
         };
@@ -114,7 +183,6 @@ impl Store {
         next.last_error = record.attempt.error.clone();
         next.next_at = record.next_at;
 
-        let mut batch = sled::Batch::default();
         batch.remove(&keys::due(current.sub_key, current.next_at, current.id));
         if next.status.is_open() {
             batch.insert(&keys::due(next.sub_key, next.next_at, next.id), &[]);
@@ -143,16 +211,6 @@ impl Store {
                     codec::encode(&successor),
                 );
             }
-        }
-        if let Err(e) = self.apply(batch) {
-            if let Some(id) = made_due {
-                self.settle(id);
-            }
-            return Err(e);
-        }
-        drop(_guard);
-        if !next.status.is_open() {
-            self.adjust_open(next.sub_key, -1);
         }
         Ok(Some((next, made_due)))
     }

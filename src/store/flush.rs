@@ -1,10 +1,18 @@
-//! Group commit: one flusher task makes writes durable for every waiter at once.
+//! Group commit: one thread writes what ingest queued and makes every
+//! write durable for all its waiters at once.
 //!
-//! A writer writes to sled, then calls [`Flusher::durable`]. It takes a ticket
-//! after its write; the flusher notes the highest ticket *before* it starts a
-//! flush, so every ticket up to that one is covered when the flush ends.
-//! sled's `flush` ends in `sync_file_range`, which survives a crash but not a
-//! power cut, so each round also `fdatasync`s the data file.
+//! Each round of the commit thread takes every queued ingest, writes them in
+//! one sled batch, flushes, and answers them. sled rolls its log buffer
+//! twice for every `apply_batch` (a `pwrite` each, on its own thread pool),
+//! so one batch per round instead of one per request is most of what ingest
+//! costs under load; requests that arrive during a flush share the next one.
+//!
+//! Other writers write to sled themselves, then call [`Flusher::durable`]. It
+//! takes a ticket after their write; a round notes the highest ticket
+//! *before* it starts its flush, so every ticket up to that one is covered
+//! when the flush ends. sled's `flush` ends in `sync_file_range`, which
+//! survives a crash but not a power cut, so each round also `fdatasync`s
+//! the data file.
 //!
 //! sled writes a page larger than its blob threshold (~128 KiB) to a file of
 //! its own under `blobs/` and never fsyncs it; after a power cut that kept
@@ -13,15 +21,18 @@
 //! `keys::CHUNK_SIZE`), and any blob that appears anyway is fsynced, with its
 //! directory, before the data file in the same round.
 
+use super::deliveries::AttemptJob;
+use super::ingest::IngestJob;
+use super::Store;
 use crate::error::{Error, Result};
 use crate::metrics::{Histogram, FLUSH_BUCKETS};
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 
 /// Where the flusher stands.
 #[derive(Debug, Clone, Default)]
@@ -35,81 +46,198 @@ struct Flushed {
 /// The shared handle writers wait on.
 pub struct Flusher {
     tickets: AtomicU64,
-    wake: Notify,
+    /// Writes waiting for the next round.
+    queue: Mutex<Queued>,
+    /// Rings when a job is queued or a ticket taken.
+    wake: Condvar,
     state: watch::Sender<Flushed>,
     /// How long each flush round took (flush plus fsync), for metrics.
     pub rounds: Histogram,
 }
 
+/// What the commit thread needs besides the store.
+pub(super) struct Files {
+    pub db: sled::Db,
+    /// The log file, fsynced after each flush.
+    pub data_file: File,
+    /// sled's blob directory, whose new files are fsynced too.
+    pub blobs: PathBuf,
+}
+
 impl Flusher {
-    /// Starts the flusher task for `db`, fsyncing new files in `blobs` and
-    /// then `data_file` after each flush.
-    pub fn start(db: sled::Db, data_file: File, blobs: PathBuf) -> Arc<Flusher> {
-        let flusher = Arc::new(Flusher {
+    pub(super) fn new() -> Arc<Flusher> {
+        Arc::new(Flusher {
             tickets: AtomicU64::new(0),
-            wake: Notify::new(),
+            queue: Mutex::new(Queued::default()),
+            wake: Condvar::new(),
             state: watch::channel(Flushed::default()).0,
             rounds: Histogram::new(&FLUSH_BUCKETS),
-        });
-        let data_file = Arc::new(data_file);
-        let blobs_dir = blobs.clone();
-        let blobs = Arc::new(std::sync::Mutex::new(BlobSync {
-            dir: blobs,
+        })
+    }
+
+    /// Starts the commit thread. It holds the store only during a round, and
+    /// ends once the store is dropped and nothing is owed.
+    pub(super) fn start(self: &Arc<Self>, store: Weak<Store>, files: Files) -> Result<()> {
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("hookd-commit".into())
+            .spawn(move || me.run(store, files))
+            .map(|_| ())
+            .map_err(|e| Error::io("starting the store's commit thread", e))
+    }
+
+    fn run(&self, store: Weak<Store>, files: Files) {
+        let store_dir = files.blobs.parent().unwrap_or(&files.blobs).to_owned();
+        let mut blobs = BlobSync {
+            dir: files.blobs.clone(),
             synced: HashSet::new(),
-        }));
-        let me = flusher.clone();
-        tokio::spawn(async move {
-            let tx = &me.state;
-            loop {
-                if tx.borrow().failed.is_some() {
-                    return;
-                }
-                let target = me.tickets.load(Ordering::SeqCst);
-                if target <= tx.borrow().through {
-                    // Exit when every handle but ours is gone and nothing is owed.
-                    if Arc::strong_count(&me) == 1 {
+        };
+        loop {
+            let jobs = {
+                let mut queue = self.queue.lock().unwrap();
+                loop {
+                    if let Some(reason) = self.failure() {
+                        drop(queue);
+                        self.refuse_queued(&reason);
                         return;
                     }
-                    tokio::select! {
-                        _ = me.wake.notified() => {}
-                        _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    let owed = self.tickets.load(Ordering::SeqCst) > self.state.borrow().through;
+                    if !queue.ingests.is_empty() || !queue.attempts.is_empty() || owed {
+                        break;
                     }
-                    continue;
+                    if store.strong_count() == 0 {
+                        return;
+                    }
+                    queue = self
+                        .wake
+                        .wait_timeout(queue, Duration::from_millis(500))
+                        .unwrap()
+                        .0;
                 }
-                let (db, file, blobs) = (db.clone(), data_file.clone(), blobs.clone());
-                let started = Instant::now();
-                let result = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
-                    db.flush().map_err(|e| match e {
-                        sled::Error::Io(io) => io,
-                        other => std::io::Error::other(other),
-                    })?;
-                    blobs.lock().unwrap().sync_new()?;
-                    file.sync_data()
-                })
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
-                me.rounds.observe(started.elapsed());
-                match result {
-                    Ok(()) => {
-                        tx.send_modify(|s| s.through = target);
-                    }
+                queue.take_round()
+            };
+
+            let Queued { ingests, attempts } = jobs;
+            let store = store.upgrade();
+            let written = match (ingests.is_empty(), &store) {
+                (true, _) => Vec::new(),
+                (false, Some(store)) => match store.write_ingests(&ingests) {
+                    Ok(answers) => ingests.into_iter().zip(answers).collect(),
                     Err(e) => {
-                        let why = io_reason(&e);
-                        tracing::error!(error = %why, "store flush failed; the store is unusable");
-                        let store = blobs_dir.parent().unwrap_or(&blobs_dir).display();
-                        me.fail(format!("flushing the store at {store} failed: {why}"));
-                        return;
+                        let why = e.to_string();
+                        for job in ingests {
+                            let _ = job.reply.send(Err(Error::Write(why.clone())));
+                        }
+                        Vec::new()
+                    }
+                },
+                (false, None) => {
+                    for job in ingests {
+                        let _ = job
+                            .reply
+                            .send(Err(Error::Write("the store is closed".into())));
+                    }
+                    Vec::new()
+                }
+            };
+            // Attempt outcomes are answered once written: a crash before
+            // the flush only repeats those attempts.
+            if !attempts.is_empty() {
+                match store.as_ref().map(|s| s.write_attempts(&attempts)) {
+                    Some(Ok(recorded)) => {
+                        for (job, r) in attempts.into_iter().zip(recorded) {
+                            let _ = job.reply.send(Ok(r));
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let why = e.to_string();
+                        for job in attempts {
+                            let _ = job.reply.send(Err(Error::Write(why.clone())));
+                        }
+                    }
+                    None => {
+                        for job in attempts {
+                            let _ = job
+                                .reply
+                                .send(Err(Error::Write("the store is closed".into())));
+                        }
                     }
                 }
             }
-        });
-        flusher
+            drop(store);
+
+            let target = self.tickets.load(Ordering::SeqCst);
+            let started = Instant::now();
+            let result = flush_files(&files, &mut blobs);
+            self.rounds.observe(started.elapsed());
+            match result {
+                Ok(()) => {
+                    self.state
+                        .send_modify(|s| s.through = s.through.max(target));
+                    for (job, answers) in written {
+                        let _ = job.reply.send(Ok(answers));
+                    }
+                }
+                Err(e) => {
+                    let why = io_reason(&e);
+                    tracing::error!(error = %why, "store flush failed; the store is unusable");
+                    let reason = format!(
+                        "flushing the store at {} failed: {why}",
+                        store_dir.display()
+                    );
+                    self.fail(reason.clone());
+                    for (job, _) in written {
+                        let _ = job.reply.send(Err(Error::Flush(reason.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Queues an ingest for the next round; its answers come once it is durable.
+    pub(super) fn submit(&self, job: IngestJob) {
+        let mut queue = self.queue.lock().unwrap();
+        if let Some(reason) = self.failure() {
+            drop(queue);
+            let _ = job.reply.send(Err(Error::Flush(reason)));
+            return;
+        }
+        queue.ingests.push(job);
+        self.wake.notify_one();
+    }
+
+    /// Queues an attempt outcome for the next round; answered once written.
+    pub(super) fn submit_attempt(&self, job: AttemptJob) {
+        let mut queue = self.queue.lock().unwrap();
+        if let Some(reason) = self.failure() {
+            drop(queue);
+            let _ = job.reply.send(Err(Error::Flush(reason)));
+            return;
+        }
+        queue.attempts.push(job);
+        self.wake.notify_one();
+    }
+
+    /// Answers every queued write with the store's failure.
+    fn refuse_queued(&self, reason: &str) {
+        let Queued { ingests, attempts } = std::mem::take(&mut *self.queue.lock().unwrap());
+        for job in ingests {
+            let _ = job.reply.send(Err(Error::Flush(reason.to_string())));
+        }
+        for job in attempts {
+            let _ = job.reply.send(Err(Error::Flush(reason.to_string())));
+        }
     }
 
     /// Waits until everything written before this call is on disk.
     pub async fn durable(&self) -> Result<()> {
         let ticket = self.tickets.fetch_add(1, Ordering::SeqCst) + 1;
-        self.wake.notify_one();
+        {
+            // Under the lock, so the commit thread cannot miss the ring
+            // between its look at the tickets and its wait.
+            let _queue = self.queue.lock().unwrap();
+            self.wake.notify_one();
+        }
         let mut state = self.state.subscribe();
         let seen = state
             .wait_for(|s| s.through >= ticket || s.failed.is_some())
@@ -136,6 +264,8 @@ impl Flusher {
             }
             first
         });
+        let _queue = self.queue.lock().unwrap();
+        self.wake.notify_one();
     }
 
     /// Resolves once a flush or a write has failed.
@@ -147,6 +277,48 @@ impl Flusher {
         };
         reason
     }
+}
+
+/// Events one round writes at most (a single request may exceed it): keeps
+/// a round's batch, and the wait of whoever queued behind it, bounded.
+const ROUND_EVENTS: usize = 4096;
+
+/// Writes waiting for the commit thread.
+#[derive(Default)]
+struct Queued {
+    ingests: Vec<IngestJob>,
+    attempts: Vec<AttemptJob>,
+}
+
+impl Queued {
+    /// The next round's work, oldest first: every attempt, and ingests up to
+    /// [`ROUND_EVENTS`] (at least one).
+    fn take_round(&mut self) -> Queued {
+        let mut events = 0;
+        let take = self
+            .ingests
+            .iter()
+            .take_while(|job| {
+                let first = events == 0;
+                events += job.events.len();
+                first || events <= ROUND_EVENTS
+            })
+            .count();
+        Queued {
+            ingests: self.ingests.drain(..take).collect(),
+            attempts: std::mem::take(&mut self.attempts),
+        }
+    }
+}
+
+/// One flush: sled's log, then new blob files, then the data file.
+fn flush_files(files: &Files, blobs: &mut BlobSync) -> std::io::Result<()> {
+    files.db.flush().map_err(|e| match e {
+        sled::Error::Io(io) => io,
+        other => std::io::Error::other(other),
+    })?;
+    blobs.sync_new()?;
+    files.data_file.sync_data()
 }
 
 /// An I/O error for people: sled rewraps OS errors with their Debug text, so

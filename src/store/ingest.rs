@@ -1,10 +1,11 @@
 //! The ingest write: events, their data, deliveries and due keys in one batch.
 
 use super::{codec, keys, Store};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{now_ms, Delivery, Event};
 use bytes::Bytes;
 use std::collections::{HashMap, HashSet};
+use tokio::sync::oneshot;
 
 /// An event as validated by ingest, before it is stored.
 #[derive(Debug, Clone)]
@@ -26,81 +27,108 @@ pub struct Accepted {
     pub duplicate: bool,
 }
 
+/// Ingests queued for the commit thread's next round.
+pub(super) struct IngestJob {
+    pub events: Vec<NewEvent>,
+    /// Beside each event: the subscription keys it fans out to.
+    pub routes: Vec<Vec<u64>>,
+    /// The answers, once they are durable.
+    pub reply: oneshot::Sender<Result<Vec<Accepted>>>,
+}
+
 impl Store {
-    /// Stores events all-or-nothing, fanning each out to the subscription keys
-    /// `route` picks. Not yet durable: wait on the flusher before answering.
-    /// Returns one answer per event and the subscriptions that got new work.
-    pub fn ingest(
+    /// Stores events all-or-nothing, each fanned out to the subscription keys
+    /// beside it in `routes`, and answers once they are durable. Requests that
+    /// arrive together share one write and one flush.
+    pub async fn ingest(
         &self,
-        events: &[NewEvent],
-        route: &dyn Fn(&NewEvent) -> Vec<u64>,
-    ) -> Result<(Vec<Accepted>, Vec<u64>)> {
+        events: Vec<NewEvent>,
+        routes: Vec<Vec<u64>>,
+    ) -> Result<Vec<Accepted>> {
+        debug_assert_eq!(events.len(), routes.len());
+        let (reply, answer) = oneshot::channel();
+        self.flusher.submit(IngestJob {
+            events,
+            routes,
+            reply,
+        });
+        answer
+            .await
+            .unwrap_or_else(|_| Err(Error::Flush("the commit thread stopped".into())))
+    }
+
+    /// Writes a round of ingests in one batch, all-or-nothing; one list of
+    /// answers per job. Not yet durable: the commit thread flushes next.
+    pub(super) fn write_ingests(&self, jobs: &[IngestJob]) -> Result<Vec<Vec<Accepted>>> {
         let now = now_ms();
         let mut batch = sled::Batch::default();
-        let mut answers = Vec::with_capacity(events.len());
+        let mut answers = Vec::with_capacity(jobs.len());
         let mut touched: HashMap<u64, i64> = HashMap::new();
-        // Ids new in this very batch: a repeat inside it is a duplicate too.
+        // Ids new in this very round: a repeat inside it is a duplicate too.
         let mut fresh: HashMap<&str, usize> = HashMap::new();
         let mut lanes = LanesInBatch::default();
         let mut held = 0;
 
         let _guard = self.ingest_lock.lock().unwrap();
-        for event in events {
-            if let Some(id) = event.id.as_deref() {
-                if let Some(&n) = fresh.get(id) {
-                    answers.push(duplicate(id, n));
-                    continue;
+        for job in jobs {
+            let mut job_answers = Vec::with_capacity(job.events.len());
+            for (event, subs) in job.events.iter().zip(&job.routes) {
+                if let Some(id) = event.id.as_deref() {
+                    if let Some(&n) = fresh.get(id) {
+                        job_answers.push(duplicate(id, n));
+                        continue;
+                    }
+                    if let Some(n) = self.known_event_deliveries(id)? {
+                        job_answers.push(duplicate(id, n));
+                        continue;
+                    }
                 }
-                if let Some(n) = self.known_event_deliveries(id)? {
-                    answers.push(duplicate(id, n));
-                    continue;
+                let id = match &event.id {
+                    Some(id) => id.clone(),
+                    None => format!("evt_{}", ulid::Ulid::new()),
+                };
+                let seq = self.db.generate_id()?;
+                let mut delivery_ids = Vec::with_capacity(subs.len());
+                for &sub_key in subs {
+                    let delivery_id = self.db.generate_id()?;
+                    let delivery =
+                        Delivery::new(delivery_id, seq, sub_key, event.ordering_key.clone(), now);
+                    batch.insert(
+                        &keys::with_u64(keys::DELIVERY, delivery_id),
+                        codec::encode(&delivery),
+                    );
+                    if self.enqueue(&mut batch, &mut lanes, &delivery)? {
+                        batch.insert(&keys::due(sub_key, now, delivery_id), &[]);
+                    }
+                    delivery_ids.push(delivery_id);
+                    *touched.entry(sub_key).or_insert(0) += 1;
                 }
-            }
-            let id = match &event.id {
-                Some(id) => id.clone(),
-                None => format!("evt_{}", ulid::Ulid::new()),
-            };
-            let seq = self.db.generate_id()?;
-            let subs = route(event);
-            let mut delivery_ids = Vec::with_capacity(subs.len());
-            for &sub_key in &subs {
-                let delivery_id = self.db.generate_id()?;
-                let delivery =
-                    Delivery::new(delivery_id, seq, sub_key, event.ordering_key.clone(), now);
-                batch.insert(
-                    &keys::with_u64(keys::DELIVERY, delivery_id),
-                    codec::encode(&delivery),
-                );
-                if self.enqueue(&mut batch, &mut lanes, &delivery)? {
-                    batch.insert(&keys::due(sub_key, now, delivery_id), &[]);
+                let record = Event {
+                    id: id.clone(),
+                    event_type: event.event_type.clone(),
+                    tenant: event.tenant.clone(),
+                    ordering_key: event.ordering_key.clone(),
+                    received_at: now,
+                    data_len: event.data.len() as u32,
+                    fanned_out: delivery_ids.len() as u32,
+                    deliveries: delivery_ids,
+                };
+                held += super::budget::footprint(&record);
+                batch.insert(&keys::with_u64(keys::EVENT, seq), codec::encode(&record));
+                for (no, chunk) in event.data.chunks(keys::CHUNK_SIZE).enumerate() {
+                    batch.insert(&keys::chunk(seq, no as u16), chunk);
                 }
-                delivery_ids.push(delivery_id);
-                *touched.entry(sub_key).or_insert(0) += 1;
+                batch.insert(keys::idem(&id), &seq.to_be_bytes());
+                if let Some(given) = event.id.as_deref() {
+                    fresh.insert(given, subs.len());
+                }
+                job_answers.push(Accepted {
+                    id,
+                    deliveries: subs.len(),
+                    duplicate: false,
+                });
             }
-            let record = Event {
-                id: id.clone(),
-                event_type: event.event_type.clone(),
-                tenant: event.tenant.clone(),
-                ordering_key: event.ordering_key.clone(),
-                received_at: now,
-                data_len: event.data.len() as u32,
-                fanned_out: delivery_ids.len() as u32,
-                deliveries: delivery_ids,
-            };
-            held += super::budget::footprint(&record);
-            batch.insert(&keys::with_u64(keys::EVENT, seq), codec::encode(&record));
-            for (no, chunk) in event.data.chunks(keys::CHUNK_SIZE).enumerate() {
-                batch.insert(&keys::chunk(seq, no as u16), chunk);
-            }
-            batch.insert(keys::idem(&id), &seq.to_be_bytes());
-            if let Some(given) = event.id.as_deref() {
-                fresh.insert(given, subs.len());
-            }
-            answers.push(Accepted {
-                id,
-                deliveries: subs.len(),
-                duplicate: false,
-            });
+            answers.push(job_answers);
         }
         self.apply(batch)?;
         drop(_guard);
@@ -108,7 +136,7 @@ impl Store {
         for (&sub, &n) in &touched {
             self.adjust_open(sub, n);
         }
-        Ok((answers, touched.into_keys().collect()))
+        Ok(answers)
     }
 
     /// Puts a new delivery in its ordered lane, if it has one; true when it

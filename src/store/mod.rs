@@ -68,7 +68,7 @@ pub struct StoreOptions<'a> {
 impl Store {
     /// Opens (or creates) the store; refuses, with what to do, a store it cannot use.
     ///
-    /// Must run inside a tokio runtime: it starts the flusher task.
+    /// Starts the commit thread (see [`Flusher`]).
     pub fn open(options: StoreOptions<'_>) -> Result<Arc<Store>> {
         let path = options.path;
         let open_err = |reason: String| Error::StoreOpen {
@@ -78,7 +78,12 @@ impl Store {
         let open::Opened { db, data } = open::open(path, options.cache_bytes)?;
         let data_file = std::fs::File::open(path.join("db"))
             .map_err(|e| open_err(format!("cannot open its data file for fsync: {e}")))?;
-        let flusher = Flusher::start(db.clone(), data_file, path.join("blobs"));
+        let flusher = Flusher::new();
+        let files = flush::Files {
+            db: db.clone(),
+            data_file,
+            blobs: path.join("blobs"),
+        };
         let store = Store {
             db,
             data,
@@ -99,7 +104,9 @@ impl Store {
                  backup, or move it aside to start empty"
                 ))
             })?;
-        Ok(Arc::new(store))
+        let store = Arc::new(store);
+        store.flusher.start(Arc::downgrade(&store), files)?;
+        Ok(store)
     }
 
     /// Applies `batch` to the data tree. After an I/O error sled stays
