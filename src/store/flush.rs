@@ -281,7 +281,7 @@ impl Flusher {
 
 /// Events one round writes at most (a single request may exceed it): keeps
 /// a round's batch, and the wait of whoever queued behind it, bounded.
-const ROUND_EVENTS: usize = 4096;
+const ROUND_EVENTS: usize = 512;
 
 /// Writes waiting for the commit thread.
 #[derive(Default)]
