@@ -136,7 +136,10 @@ impl Store {
             let Some(copy) = self.event_copy(seq, &v, cutoff)? else {
                 continue;
             };
-            out.put(&k, &codec::encode(&copy.event))?;
+            out.put(
+                &k,
+                &codec::encode_event(&copy.event, copy.inline.as_deref()),
+            )?;
             for (k, v) in &copy.records {
                 out.put(k, v)?;
             }
@@ -196,11 +199,11 @@ impl Store {
     /// Everything of event `seq` below `cutoff`, read together; `None` if
     /// retention purged it while it was being read.
     fn event_copy(&self, seq: u64, header: &[u8], cutoff: u64) -> Result<Option<EventCopy>> {
-        let mut event: Event = codec::decode(header, "event")?;
+        let (mut event, inline) = codec::decode_event(header)?;
         // A requeue after the cutoff appended ids the backup does not hold.
         event.deliveries.retain(|id| *id < cutoff);
         let mut records = Vec::new();
-        let mut data_len = 0;
+        let mut data_len = inline.map_or(0, <[u8]>::len);
         for item in self.data.scan_prefix(keys::with_u64(keys::CHUNK, seq)) {
             let (k, v) = item?;
             data_len += v.len();
@@ -227,6 +230,7 @@ impl Store {
         }
         Ok(Some(EventCopy {
             event,
+            inline: inline.map(<[u8]>::to_vec),
             records,
             deliveries,
         }))
@@ -248,6 +252,8 @@ const KNOWN_TAGS: [u8; 8] = [
 /// One event's records as read for the backup.
 struct EventCopy {
     event: Event,
+    /// The data, when the event record carries it.
+    inline: Option<Vec<u8>>,
     /// Data chunks, idempotency key and attempts, as stored.
     records: Vec<(Vec<u8>, Vec<u8>)>,
     deliveries: Vec<Delivery>,

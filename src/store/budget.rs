@@ -65,7 +65,7 @@ impl Store {
         let mut held = 0;
         for item in self.data.scan_prefix([keys::EVENT]) {
             let (_, v) = item?;
-            held += footprint(&codec::decode::<Event>(&v, "event")?);
+            held += footprint(&codec::decode_event(&v)?.0);
         }
         self.held.store(held, Ordering::Relaxed);
         Ok(())

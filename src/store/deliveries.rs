@@ -285,7 +285,10 @@ impl Store {
         let Some(v) = self.data.get(keys::with_u64(keys::EVENT, seq))? else {
             return Ok(None);
         };
-        let event: Event = codec::decode(&v, "event")?;
+        let (event, inline) = codec::decode_event(&v)?;
+        if let Some(data) = inline {
+            return Ok(Some((event, Bytes::copy_from_slice(data))));
+        }
         let mut data = BytesMut::with_capacity(event.data_len as usize);
         for item in self.data.scan_prefix(keys::with_u64(keys::CHUNK, seq)) {
             let (_, chunk) = item?;

@@ -114,9 +114,14 @@ impl Store {
                     deliveries: delivery_ids,
                 };
                 held += super::budget::footprint(&record);
-                batch.insert(&keys::with_u64(keys::EVENT, seq), codec::encode(&record));
-                for (no, chunk) in event.data.chunks(keys::CHUNK_SIZE).enumerate() {
-                    batch.insert(&keys::chunk(seq, no as u16), chunk);
+                let event_key = keys::with_u64(keys::EVENT, seq);
+                if event.data.len() <= keys::INLINE_DATA {
+                    batch.insert(&event_key, codec::encode_event(&record, Some(&event.data)));
+                } else {
+                    batch.insert(&event_key, codec::encode_event(&record, None));
+                    for (no, chunk) in event.data.chunks(keys::CHUNK_SIZE).enumerate() {
+                        batch.insert(&keys::chunk(seq, no as u16), chunk);
+                    }
                 }
                 batch.insert(keys::idem(&id), &seq.to_be_bytes());
                 if let Some(given) = event.id.as_deref() {
@@ -170,7 +175,7 @@ impl Store {
         };
         let seq = keys::be(&seq);
         Ok(match self.data.get(keys::with_u64(keys::EVENT, seq))? {
-            Some(v) => Some(codec::decode::<Event>(&v, "event")?.fanned_out as usize),
+            Some(v) => Some(codec::decode_event(&v)?.0.fanned_out as usize),
             None => Some(0),
         })
     }

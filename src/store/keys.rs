@@ -28,6 +28,11 @@ pub const LANE: u8 = b'L';
 /// are u16, so an event holds at most 256 MiB of data.
 pub const CHUNK_SIZE: usize = 4 * 1024;
 
+/// Data up to this size is stored inside its event record: one key instead
+/// of two, and one read instead of a scan. The record, with a header of a
+/// few hundred bytes, stays within the page bound `CHUNK_SIZE` keeps.
+pub const INLINE_DATA: usize = 2 * 1024;
+
 /// `tag ‖ n`.
 pub fn with_u64(tag: u8, n: u64) -> [u8; 9] {
     let mut k = [0u8; 9];

@@ -40,7 +40,7 @@ impl Store {
                 break;
             }
             let (k, v) = item?;
-            let event: Event = codec::decode(&v, "event")?;
+            let (event, _) = codec::decode_event(&v)?;
             if filter
                 .event_type
                 .as_deref()
@@ -130,7 +130,7 @@ impl Store {
     pub fn event_header(&self, seq: u64) -> Result<Option<Event>> {
         self.data
             .get(keys::with_u64(keys::EVENT, seq))?
-            .map(|v| codec::decode(&v, "event"))
+            .map(|v| codec::decode_event(&v).map(|(event, _)| event))
             .transpose()
     }
 
@@ -141,9 +141,10 @@ impl Store {
             let _guard = self.delivery_lock.lock().unwrap();
             let _ingest = self.ingest_lock.lock().unwrap();
             let mut lanes = super::ingest::LanesInBatch::default();
-            let Some(mut event) = self.event_header(seq)? else {
+            let Some(record) = self.data.get(keys::with_u64(keys::EVENT, seq))? else {
                 return Ok(Vec::new());
             };
+            let (mut event, inline) = codec::decode_event(&record)?;
             let now = now_ms();
             let held_before = super::budget::footprint(&event);
             let mut batch = sled::Batch::default();
@@ -161,7 +162,10 @@ impl Store {
                 event.deliveries.push(id);
                 ids.push(id);
             }
-            batch.insert(&keys::with_u64(keys::EVENT, seq), codec::encode(&event));
+            batch.insert(
+                &keys::with_u64(keys::EVENT, seq),
+                codec::encode_event(&event, inline),
+            );
             self.apply(batch)?;
             self.add_held(super::budget::footprint(&event) - held_before);
             for &sub_key in sub_keys {
@@ -197,7 +201,7 @@ impl Store {
         let mut out = Vec::new();
         for item in self.data.scan_prefix([keys::EVENT]).rev() {
             let (k, v) = item?;
-            let event: Event = codec::decode(&v, "event")?;
+            let (event, _) = codec::decode_event(&v)?;
             if event.received_at < since {
                 break;
             }

@@ -5,7 +5,7 @@
 
 use super::{codec, keys, Store};
 use crate::error::Result;
-use crate::model::{Delivery, Event, Millis};
+use crate::model::{Delivery, Millis};
 
 /// How far one purge batch got.
 #[derive(Debug, Default, Clone)]
@@ -45,7 +45,7 @@ impl Store {
             };
             progress.scanned += 1;
             progress.resume_after = Some(seq);
-            let event: Event = codec::decode(&v, "event")?;
+            let (event, _) = codec::decode_event(&v)?;
             if event.received_at >= cutoff {
                 // Events are in arrival order: nothing later is old enough.
                 progress.resume_after = None;
