@@ -1,6 +1,7 @@
 //! The scheduler's side: read due deliveries in bounded batches, load one for
 //! an attempt, record the attempt's outcome.
 
+use super::ingest::LanesInBatch;
 use super::{codec, keys, Store};
 use crate::error::{Error, Result};
 use crate::model::{Attempt, Delivery, DeliveryStatus, Event, Millis};
@@ -123,41 +124,34 @@ impl Store {
             .unwrap_or_else(|_| Err(Error::Flush("the commit thread stopped".into())))
     }
 
-    /// Writes a round of attempt outcomes in one batch; one answer per job.
-    pub(super) fn write_attempts(&self, jobs: &[AttemptJob]) -> Result<Vec<Recorded>> {
-        // The ingest lock too: an ingest deciding whether a new delivery
-        // heads its lane must not interleave with a head's close.
-        let _guard = self.delivery_lock.lock().unwrap();
-        let _ingest = self.ingest_lock.lock().unwrap();
-        let mut batch = sled::Batch::default();
+    /// Adds a round of attempt outcomes to `batch`; one answer per job.
+    /// Call with both locks held, after the round's ingests are staged.
+    pub(super) fn stage_attempts(
+        &self,
+        batch: &mut sled::Batch,
+        lanes: &LanesInBatch,
+        jobs: &[AttemptJob],
+    ) -> Result<Vec<Recorded>> {
         let mut recorded = Vec::with_capacity(jobs.len());
-        let mut result = Ok(());
         for job in jobs {
-            match self.stage_attempt(&mut batch, &job.before, &job.record) {
+            match self.stage_attempt(batch, lanes, &job.before, &job.record) {
                 Ok(r) => recorded.push(r),
                 Err(e) => {
-                    result = Err(e);
-                    break;
+                    self.settle_all(&recorded);
+                    return Err(e);
                 }
-            }
-        }
-        let result = result.and_then(|()| self.apply(batch));
-        drop(_ingest);
-        drop(_guard);
-        if let Err(e) = result {
-            for (_, successor) in recorded.iter().flatten() {
-                if let Some(id) = successor {
-                    self.settle(*id);
-                }
-            }
-            return Err(e);
-        }
-        for (next, _) in recorded.iter().flatten() {
-            if !next.status.is_open() {
-                self.adjust_open(next.sub_key, -1);
             }
         }
         Ok(recorded)
+    }
+
+    /// Lets go of the successors `recorded` made due: their batch failed.
+    pub(super) fn settle_all(&self, recorded: &[Recorded]) {
+        for (_, successor) in recorded.iter().flatten() {
+            if let Some(id) = successor {
+                self.settle(*id);
+            }
+        }
     }
 
     /// Adds one attempt's outcome to `batch`; `None` if the delivery changed
@@ -165,6 +159,7 @@ impl Store {
     fn stage_attempt(
         &self,
         batch: &mut sled::Batch,
+        lanes: &LanesInBatch,
         before: &Delivery,
         record: &AttemptRecord,
     ) -> Result<Recorded> {
@@ -198,7 +193,13 @@ impl Store {
         let mut made_due = None;
         if let (false, Some(key)) = (next.status.is_open(), next.lane.as_deref()) {
             batch.remove(keys::lane(next.sub_key, key, next.id));
-            if let Some(mut successor) = self.lane_successor(next.sub_key, key, next.id)? {
+            // A delivery this round's ingests added to the lane is not in
+            // the store yet, but it is the successor if none is.
+            let successor = match self.lane_successor(next.sub_key, key, next.id)? {
+                Some(stored) => Some(stored),
+                None => lanes.first(next.sub_key, key).cloned(),
+            };
+            if let Some(mut successor) = successor {
                 self.unsettled.lock().unwrap().insert(successor.id);
                 made_due = Some(successor.id);
                 successor.next_at = record.attempt.at.max(next.updated_at);

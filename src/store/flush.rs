@@ -1,8 +1,9 @@
 //! Group commit: one thread writes what ingest queued and makes every
 //! write durable for all its waiters at once.
 //!
-//! Each round of the commit thread takes every queued ingest, writes them in
-//! one sled batch, flushes, and answers them. sled rolls its log buffer
+//! Each round of the commit thread takes every queued ingest and attempt
+//! outcome, writes them in one sled batch (see `round`), answers the
+//! attempts, flushes, and answers the ingests. sled rolls its log buffer
 //! twice for every `apply_batch` (a `pwrite` each, on its own thread pool),
 //! so one batch per round instead of one per request is most of what ingest
 //! costs under load; requests that arrive during a flush share the next one.
@@ -118,53 +119,31 @@ impl Flusher {
             };
 
             let Queued { ingests, attempts } = jobs;
-            let store = store.upgrade();
-            let written = match (ingests.is_empty(), &store) {
-                (true, _) => Vec::new(),
-                (false, Some(store)) => match store.write_ingests(&ingests) {
-                    Ok(answers) => ingests.into_iter().zip(answers).collect(),
-                    Err(e) => {
-                        let why = e.to_string();
-                        for job in ingests {
-                            let _ = job.reply.send(Err(Error::Write(why.clone())));
-                        }
-                        Vec::new()
+            let result = match store.upgrade() {
+                Some(store) => store
+                    .write_round(&ingests, &attempts)
+                    .map_err(|e| e.to_string()),
+                None => Err("the store is closed".to_string()),
+            };
+            let written: Vec<_> = match result {
+                Ok((answers, recorded)) => {
+                    // Attempt outcomes are answered once written: a crash
+                    // before the flush only repeats those attempts.
+                    for (job, r) in attempts.into_iter().zip(recorded) {
+                        let _ = job.reply.send(Ok(r));
                     }
-                },
-                (false, None) => {
+                    ingests.into_iter().zip(answers).collect()
+                }
+                Err(why) => {
                     for job in ingests {
-                        let _ = job
-                            .reply
-                            .send(Err(Error::Write("the store is closed".into())));
+                        let _ = job.reply.send(Err(Error::Write(why.clone())));
+                    }
+                    for job in attempts {
+                        let _ = job.reply.send(Err(Error::Write(why.clone())));
                     }
                     Vec::new()
                 }
             };
-            // Attempt outcomes are answered once written: a crash before
-            // the flush only repeats those attempts.
-            if !attempts.is_empty() {
-                match store.as_ref().map(|s| s.write_attempts(&attempts)) {
-                    Some(Ok(recorded)) => {
-                        for (job, r) in attempts.into_iter().zip(recorded) {
-                            let _ = job.reply.send(Ok(r));
-                        }
-                    }
-                    Some(Err(e)) => {
-                        let why = e.to_string();
-                        for job in attempts {
-                            let _ = job.reply.send(Err(Error::Write(why.clone())));
-                        }
-                    }
-                    None => {
-                        for job in attempts {
-                            let _ = job
-                                .reply
-                                .send(Err(Error::Write("the store is closed".into())));
-                        }
-                    }
-                }
-            }
-            drop(store);
 
             let target = self.tickets.load(Ordering::SeqCst);
             let started = Instant::now();

@@ -4,7 +4,7 @@ use super::{codec, keys, Store};
 use crate::error::{Error, Result};
 use crate::model::{now_ms, Delivery, Event};
 use bytes::Bytes;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use tokio::sync::oneshot;
 
 /// An event as validated by ingest, before it is stored.
@@ -57,19 +57,21 @@ impl Store {
             .unwrap_or_else(|_| Err(Error::Flush("the commit thread stopped".into())))
     }
 
-    /// Writes a round of ingests in one batch, all-or-nothing; one list of
-    /// answers per job. Not yet durable: the commit thread flushes next.
-    pub(super) fn write_ingests(&self, jobs: &[IngestJob]) -> Result<Vec<Vec<Accepted>>> {
+    /// Adds a round of ingests to `batch`; one list of answers per job.
+    /// Call with `ingest_lock` held.
+    pub(super) fn stage_ingests(
+        &self,
+        batch: &mut sled::Batch,
+        lanes: &mut LanesInBatch,
+        jobs: &[IngestJob],
+    ) -> Result<StagedIngests> {
         let now = now_ms();
-        let mut batch = sled::Batch::default();
-        let mut answers = Vec::with_capacity(jobs.len());
-        let mut touched: HashMap<u64, i64> = HashMap::new();
+        let mut staged = StagedIngests {
+            answers: Vec::with_capacity(jobs.len()),
+            ..Default::default()
+        };
         // Ids new in this very round: a repeat inside it is a duplicate too.
         let mut fresh: HashMap<&str, usize> = HashMap::new();
-        let mut lanes = LanesInBatch::default();
-        let mut held = 0;
-
-        let _guard = self.ingest_lock.lock().unwrap();
         for job in jobs {
             let mut job_answers = Vec::with_capacity(job.events.len());
             for (event, subs) in job.events.iter().zip(&job.routes) {
@@ -97,11 +99,11 @@ impl Store {
                         &keys::with_u64(keys::DELIVERY, delivery_id),
                         codec::encode(&delivery),
                     );
-                    if self.enqueue(&mut batch, &mut lanes, &delivery)? {
+                    if self.enqueue(batch, lanes, &delivery)? {
                         batch.insert(&keys::due(sub_key, now, delivery_id), &[]);
                     }
                     delivery_ids.push(delivery_id);
-                    *touched.entry(sub_key).or_insert(0) += 1;
+                    *staged.opened.entry(sub_key).or_insert(0) += 1;
                 }
                 let record = Event {
                     id: id.clone(),
@@ -113,7 +115,7 @@ impl Store {
                     fanned_out: delivery_ids.len() as u32,
                     deliveries: delivery_ids,
                 };
-                held += super::budget::footprint(&record);
+                staged.held += super::budget::footprint(&record);
                 let event_key = keys::with_u64(keys::EVENT, seq);
                 if event.data.len() <= keys::INLINE_DATA {
                     batch.insert(&event_key, codec::encode_event(&record, Some(&event.data)));
@@ -133,15 +135,9 @@ impl Store {
                     duplicate: false,
                 });
             }
-            answers.push(job_answers);
+            staged.answers.push(job_answers);
         }
-        self.apply(batch)?;
-        drop(_guard);
-        self.add_held(held);
-        for (&sub, &n) in &touched {
-            self.adjust_open(sub, n);
-        }
-        Ok(answers)
+        Ok(staged)
     }
 
     /// Puts a new delivery in its ordered lane, if it has one; true when it
@@ -156,7 +152,12 @@ impl Store {
             return Ok(true);
         };
         batch.insert(keys::lane(delivery.sub_key, key, delivery.id), &[]);
-        if !lanes.0.insert((delivery.sub_key, key.to_string())) {
+        let staged = lanes
+            .0
+            .entry((delivery.sub_key, key.to_string()))
+            .or_default();
+        staged.push(delivery.clone());
+        if staged.len() > 1 {
             return Ok(false);
         }
         let empty = self
@@ -189,6 +190,25 @@ fn duplicate(id: &str, deliveries: usize) -> Accepted {
     }
 }
 
-/// Lanes that got a delivery earlier in the batch being built.
+/// Lanes that got deliveries in the batch being built, with those
+/// deliveries in order: reads of the store do not see them yet.
 #[derive(Default)]
-pub(super) struct LanesInBatch(HashSet<(u64, String)>);
+pub(super) struct LanesInBatch(HashMap<(u64, String), Vec<Delivery>>);
+
+impl LanesInBatch {
+    /// The first delivery this batch added to the lane, if any.
+    pub(super) fn first(&self, sub_key: u64, key: &str) -> Option<&Delivery> {
+        self.0.get(&(sub_key, key.to_string()))?.first()
+    }
+}
+
+/// What staging a round of ingests produced, besides the batch.
+#[derive(Default)]
+pub(super) struct StagedIngests {
+    /// One list of answers per job.
+    pub answers: Vec<Vec<Accepted>>,
+    /// New open deliveries per subscription key.
+    pub opened: HashMap<u64, i64>,
+    /// Bytes the new events hold (see `budget`).
+    pub held: u64,
+}

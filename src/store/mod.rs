@@ -15,6 +15,7 @@ mod keys;
 mod open;
 mod queries;
 mod retention;
+mod round;
 
 pub use backup::BackupSummary;
 pub use census::Census;
