@@ -96,15 +96,20 @@ impl Store {
             unsettled: Mutex::new(Default::default()),
             held: AtomicU64::new(0),
         };
-        store
-            .count_open_deliveries()
-            .and_then(|_| store.count_held())
-            .map_err(|e| {
-                open_err(format!(
-                    "reading its due index failed ({e}); it may be damaged: restore it from a \
+        // Two scans of separate key ranges, one per core: together they are
+        // most of the time a large store takes to open.
+        let (open, held) = std::thread::scope(|scope| {
+            let held = scope.spawn(|| store.count_held());
+            let open = store.count_open_deliveries();
+            (open, held.join())
+        });
+        let held = held.unwrap_or_else(|_| Err(Error::Write("counting events panicked".into())));
+        open.and(held).map_err(|e| {
+            open_err(format!(
+                "reading its due index failed ({e}); it may be damaged: restore it from a \
                  backup, or move it aside to start empty"
-                ))
-            })?;
+            ))
+        })?;
         let store = Arc::new(store);
         store.flusher.start(Arc::downgrade(&store), files)?;
         Ok(store)
