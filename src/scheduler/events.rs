@@ -73,11 +73,11 @@ pub fn emit(ctx: &Arc<DeliveryContext>, wakeup: &Arc<Wakeup>, event: Operational
     };
     let (ctx, wakeup) = (ctx.clone(), wakeup.clone());
     tokio::spawn(async move {
-        let routes = vec![ctx.registry.route(&event)];
+        let subs = ctx.registry.route(&event);
         let event_type = event.event_type.clone();
-        match ctx.store.ingest(vec![event], routes.clone()).await {
-            Ok(answers) if !answers.iter().all(|a| a.duplicate) => wakeup.subs(&routes[0]),
-            Ok(_) => {}
+        // Without an id of its own, the event is never a duplicate.
+        match ctx.store.ingest(vec![event], vec![subs.clone()]).await {
+            Ok(_) => wakeup.subs(&subs),
             Err(e) => {
                 tracing::error!(error = %e, %event_type, "storing an operational event failed")
             }

@@ -1,9 +1,10 @@
 //! The scheduler's side: read due deliveries in bounded batches, load one for
 //! an attempt, record the attempt's outcome.
 
+use super::flush::Job;
 use super::ingest::LanesInBatch;
 use super::{codec, keys, Store};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{Attempt, Delivery, DeliveryStatus, Event, Millis};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::oneshot;
@@ -114,14 +115,12 @@ impl Store {
         record: AttemptRecord,
     ) -> Result<Option<(Delivery, Option<u64>)>> {
         let (reply, answer) = oneshot::channel();
-        self.flusher.submit_attempt(AttemptJob {
+        self.flusher.submit(Job::Attempt(AttemptJob {
             before: before.clone(),
             record,
             reply,
-        });
-        answer
-            .await
-            .unwrap_or_else(|_| Err(Error::Flush("the commit thread stopped".into())))
+        }));
+        super::flush::answered(answer).await
     }
 
     /// Adds a round of attempt outcomes to `batch`; one answer per job.

@@ -33,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 use std::time::{Duration, Instant};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
 /// Where the flusher stands.
 #[derive(Debug, Clone, Default)]
@@ -135,12 +135,7 @@ impl Flusher {
                     ingests.into_iter().zip(answers).collect()
                 }
                 Err(why) => {
-                    for job in ingests {
-                        let _ = job.reply.send(Err(Error::Write(why.clone())));
-                    }
-                    for job in attempts {
-                        let _ = job.reply.send(Err(Error::Write(why.clone())));
-                    }
+                    Queued { ingests, attempts }.refuse(|| Error::Write(why.clone()));
                     Vec::new()
                 }
             };
@@ -173,39 +168,23 @@ impl Flusher {
         }
     }
 
-    /// Queues an ingest for the next round; its answers come once it is durable.
-    pub(super) fn submit(&self, job: IngestJob) {
+    /// Queues a write for the next round. An ingest is answered once it is
+    /// durable, an attempt outcome once it is written.
+    pub(super) fn submit(&self, job: Job) {
         let mut queue = self.queue.lock().unwrap();
         if let Some(reason) = self.failure() {
             drop(queue);
-            let _ = job.reply.send(Err(Error::Flush(reason)));
+            Queued::from(job).refuse(|| Error::Flush(reason.clone()));
             return;
         }
-        queue.ingests.push(job);
-        self.wake.notify_one();
-    }
-
-    /// Queues an attempt outcome for the next round; answered once written.
-    pub(super) fn submit_attempt(&self, job: AttemptJob) {
-        let mut queue = self.queue.lock().unwrap();
-        if let Some(reason) = self.failure() {
-            drop(queue);
-            let _ = job.reply.send(Err(Error::Flush(reason)));
-            return;
-        }
-        queue.attempts.push(job);
+        queue.push(job);
         self.wake.notify_one();
     }
 
     /// Answers every queued write with the store's failure.
     fn refuse_queued(&self, reason: &str) {
-        let Queued { ingests, attempts } = std::mem::take(&mut *self.queue.lock().unwrap());
-        for job in ingests {
-            let _ = job.reply.send(Err(Error::Flush(reason.to_string())));
-        }
-        for job in attempts {
-            let _ = job.reply.send(Err(Error::Flush(reason.to_string())));
-        }
+        let queued = std::mem::take(&mut *self.queue.lock().unwrap());
+        queued.refuse(|| Error::Flush(reason.to_string()));
     }
 
     /// Waits until everything written before this call is on disk.
@@ -262,6 +241,20 @@ impl Flusher {
 /// a round's batch, and the wait of whoever queued behind it, bounded.
 const ROUND_EVENTS: usize = 512;
 
+/// A write for the commit thread.
+pub(super) enum Job {
+    Ingest(IngestJob),
+    Attempt(AttemptJob),
+}
+
+/// Waits for a job's answer; the commit thread answers every job it takes,
+/// so a dropped reply means it is gone.
+pub(super) async fn answered<T>(answer: oneshot::Receiver<Result<T>>) -> Result<T> {
+    answer
+        .await
+        .unwrap_or_else(|_| Err(Error::Flush("the commit thread stopped".into())))
+}
+
 /// Writes waiting for the commit thread.
 #[derive(Default)]
 struct Queued {
@@ -269,7 +262,32 @@ struct Queued {
     attempts: Vec<AttemptJob>,
 }
 
+impl From<Job> for Queued {
+    fn from(job: Job) -> Queued {
+        let mut queued = Queued::default();
+        queued.push(job);
+        queued
+    }
+}
+
 impl Queued {
+    fn push(&mut self, job: Job) {
+        match job {
+            Job::Ingest(job) => self.ingests.push(job),
+            Job::Attempt(job) => self.attempts.push(job),
+        }
+    }
+
+    /// Answers every job with the error `why` makes.
+    fn refuse(self, why: impl Fn() -> Error) {
+        for job in self.ingests {
+            let _ = job.reply.send(Err(why()));
+        }
+        for job in self.attempts {
+            let _ = job.reply.send(Err(why()));
+        }
+    }
+
     /// The next round's work, oldest first: every attempt, and ingests up to
     /// [`ROUND_EVENTS`] (at least one).
     fn take_round(&mut self) -> Queued {

@@ -1,10 +1,11 @@
 //! The ingest write: events, their data, deliveries and due keys in one batch.
 
+use super::flush::Job;
 use super::{codec, keys, Store};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::model::{now_ms, Delivery, Event};
 use bytes::Bytes;
-use std::collections::HashMap;
+use std::collections::hash_map::{Entry, HashMap};
 use tokio::sync::oneshot;
 
 /// An event as validated by ingest, before it is stored.
@@ -47,14 +48,12 @@ impl Store {
     ) -> Result<Vec<Accepted>> {
         debug_assert_eq!(events.len(), routes.len());
         let (reply, answer) = oneshot::channel();
-        self.flusher.submit(IngestJob {
+        self.flusher.submit(Job::Ingest(IngestJob {
             events,
             routes,
             reply,
-        });
-        answer
-            .await
-            .unwrap_or_else(|_| Err(Error::Flush("the commit thread stopped".into())))
+        }));
+        super::flush::answered(answer).await
     }
 
     /// Adds a round of ingests to `batch`; one list of answers per job.
@@ -152,14 +151,10 @@ impl Store {
             return Ok(true);
         };
         batch.insert(keys::lane(delivery.sub_key, key, delivery.id), &[]);
-        let staged = lanes
-            .0
-            .entry((delivery.sub_key, key.to_string()))
-            .or_default();
-        staged.push(delivery.clone());
-        if staged.len() > 1 {
-            return Ok(false);
-        }
+        match lanes.0.entry((delivery.sub_key, key.to_string())) {
+            Entry::Occupied(_) => return Ok(false),
+            Entry::Vacant(first) => first.insert(delivery.clone()),
+        };
         let empty = self
             .data
             .scan_prefix(keys::lane_prefix(delivery.sub_key, key))
@@ -190,15 +185,15 @@ fn duplicate(id: &str, deliveries: usize) -> Accepted {
     }
 }
 
-/// Lanes that got deliveries in the batch being built, with those
-/// deliveries in order: reads of the store do not see them yet.
+/// Lanes that got deliveries in the batch being built, each with the first
+/// of them: reads of the store do not see them yet.
 #[derive(Default)]
-pub(super) struct LanesInBatch(HashMap<(u64, String), Vec<Delivery>>);
+pub(super) struct LanesInBatch(HashMap<(u64, String), Delivery>);
 
 impl LanesInBatch {
     /// The first delivery this batch added to the lane, if any.
     pub(super) fn first(&self, sub_key: u64, key: &str) -> Option<&Delivery> {
-        self.0.get(&(sub_key, key.to_string()))?.first()
+        self.0.get(&(sub_key, key.to_string()))
     }
 }
 

@@ -101,9 +101,9 @@ impl Store {
         let (open, held) = std::thread::scope(|scope| {
             let held = scope.spawn(|| store.count_held());
             let open = store.count_open_deliveries();
-            (open, held.join())
+            let held = held.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (open, held)
         });
-        let held = held.unwrap_or_else(|_| Err(Error::Write("counting events panicked".into())));
         open.and(held).map_err(|e| {
             open_err(format!(
                 "reading its due index failed ({e}); it may be damaged: restore it from a \
