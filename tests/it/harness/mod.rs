@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod http;
 pub mod load;
 pub mod receiver;
+pub mod serve;
 pub mod tally;
 
 pub use daemon::{Daemon, DaemonBuilder};

@@ -1,21 +1,17 @@
 //! A real webhook receiver: a hyper server on 127.0.0.1:0 in the test
 //! process that records every request and answers from a per-path script.
 
+use super::serve::{serve, Serving};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::HeaderMap;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use std::collections::{HashMap, VecDeque};
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// One scripted answer.
 #[derive(Debug, Clone)]
@@ -127,53 +123,24 @@ struct Shared {
 
 /// The receiver; stops accepting when dropped.
 pub struct Receiver {
-    addr: SocketAddr,
+    server: Serving,
     shared: Arc<Shared>,
-    accept: JoinHandle<()>,
-}
-
-impl Drop for Receiver {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
 }
 
 impl Receiver {
     /// Starts a receiver on 127.0.0.1:0 that answers `200 ok` everywhere.
     pub async fn start() -> Receiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("the receiver binds 127.0.0.1:0");
-        let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             scripts: Mutex::new(HashMap::new()),
             log: watch::channel(Vec::new()).0,
         });
-        let accept_shared = shared.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let shared = accept_shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| answer(shared.clone(), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Receiver {
-            addr,
-            shared,
-            accept,
-        }
+        let server = serve(shared.clone(), answer).await;
+        Receiver { server, shared }
     }
 
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("http://{}{path}", self.server.addr)
     }
 
     /// Queues replies for `path`, answered in order before its default.

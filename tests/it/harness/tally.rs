@@ -3,21 +3,17 @@
 //! as it arrives, and tallies successful deliveries per event id instead of
 //! keeping every request.
 
+use super::serve::{serve, Serving};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 /// A fixed, valid Standard Webhooks secret: subscriptions are created with
 /// it, so the receiver can verify from the very first request.
@@ -63,54 +59,25 @@ struct Shared {
 
 /// The receiver; stops accepting when dropped.
 pub struct TallyReceiver {
-    addr: SocketAddr,
+    server: Serving,
     shared: Arc<Shared>,
-    accept: JoinHandle<()>,
-}
-
-impl Drop for TallyReceiver {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
 }
 
 impl TallyReceiver {
     /// Starts on 127.0.0.1:0, answering 200 everywhere, verifying with [`SECRET`].
     pub async fn start() -> TallyReceiver {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("the receiver binds 127.0.0.1:0");
-        let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared {
             status: AtomicU16::new(200),
             tallies: watch::channel(HashMap::new()).0,
             webhook: standardwebhooks::Webhook::new(SECRET).expect("SECRET is valid"),
         });
-        let accept_shared = shared.clone();
-        let accept = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let shared = accept_shared.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |req| answer(shared.clone(), req));
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        TallyReceiver {
-            addr,
-            shared,
-            accept,
-        }
+        let server = serve(shared.clone(), answer).await;
+        TallyReceiver { server, shared }
     }
 
     /// `http://127.0.0.1:PORT{path}`.
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("http://{}{path}", self.server.addr)
     }
 
     /// Every path answers `status` from now on.
