@@ -138,36 +138,6 @@ async fn sigterm_exits_zero_and_a_held_event_is_delivered_after_restart() {
 }
 
 #[tokio::test]
-async fn sigterm_cuts_off_a_hanging_attempt_after_the_grace_and_it_is_made_after_restart() {
-    let mut daemon = Daemon::builder()
-        .set("delivery", "shutdown_grace", "500ms")
-        .set("delivery", "timeout", "30s")
-        .start()
-        .await;
-    let receiver = Receiver::start().await;
-    receiver.script("/hook", [Reply::hang()]);
-    daemon.add_sub(sub_to(receiver.url("/hook"))).await;
-    let id = daemon
-        .post_new(&json!({"type": "shutdown.inflight", "data": 1}))
-        .await;
-    receiver.wait_for(1, SOON).await;
-
-    let stopping = Instant::now();
-    let exit = daemon.sigterm().await;
-    let took = stopping.elapsed();
-    assert_eq!(exit.code(), Some(0), "{exit}");
-    assert!(
-        took >= Duration::from_millis(450) && took < Duration::from_secs(10),
-        "waited about the 500 ms grace for the attempt: {took:?}"
-    );
-
-    daemon.restart().await;
-    let got = receiver.wait_for(2, SOON).await;
-    assert_eq!(got[1].header("webhook-id"), Some(id.as_str()));
-    daemon.wait_event_delivery(&id, "delivered").await;
-}
-
-#[tokio::test]
 async fn sigterm_lets_a_slow_attempt_finish_within_the_grace() {
     let mut daemon = Daemon::builder()
         .set("delivery", "shutdown_grace", "5s")

@@ -76,8 +76,8 @@ async fn sigterm_refuses_ingest_cuts_off_a_hanging_attempt_after_the_grace_and_e
     let took = signalled.elapsed();
     assert!(status.success(), "exit {status}; log:\n{}", daemon.log());
     assert!(
-        took < Duration::from_secs(5),
-        "shutdown took {took:?} with a 1s grace"
+        took >= Duration::from_millis(950) && took < Duration::from_secs(5),
+        "shutdown waited about the 1s grace for the hanging attempt: {took:?}"
     );
     assert!(
         daemon.log().contains("cut off"),
