@@ -35,12 +35,25 @@ pub async fn request(
     headers: &[(&str, &str)],
     body: impl Into<Bytes>,
 ) -> Answer {
+    exchange(addr, method, path, headers, body.into())
+        .await
+        .unwrap_or_else(|e| panic!("ingest request {path} to {addr}: {e}"))
+}
+
+/// One request on a fresh connection; a refused or cut connection is an `Err`.
+pub async fn exchange(
+    addr: SocketAddr,
+    method: Method,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Bytes,
+) -> Result<Answer, String> {
     let stream = tokio::net::TcpStream::connect(addr)
         .await
-        .unwrap_or_else(|e| panic!("connecting to ingest at {addr}: {e}"));
+        .map_err(|e| format!("connect: {e}"))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
-        .expect("HTTP/1.1 handshake with ingest");
+        .map_err(|e| format!("handshake: {e}"))?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
@@ -51,24 +64,24 @@ pub async fn request(
     for (name, value) in headers {
         req = req.header(*name, *value);
     }
-    let req = req.body(Full::new(body.into())).expect("a valid request");
+    let req = req.body(Full::new(body)).expect("a valid request");
     let response = sender
         .send_request(req)
         .await
-        .unwrap_or_else(|e| panic!("ingest request {path}: {e}"));
+        .map_err(|e| format!("request: {e}"))?;
     let status = response.status();
     let headers = response.headers().clone();
     let body = response
         .into_body()
         .collect()
         .await
-        .expect("reading the ingest answer")
+        .map_err(|e| format!("answer body: {e}"))?
         .to_bytes();
-    Answer {
+    Ok(Answer {
         status,
         headers,
         body,
-    }
+    })
 }
 
 /// Writes `bytes` on a fresh connection to `addr`, then reads until the

@@ -3,9 +3,7 @@
 
 use super::http::Answer;
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::{Method, Request};
-use hyper_util::rt::TokioIo;
+use hyper::Method;
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -73,42 +71,8 @@ pub async fn try_request(
     body: impl Into<Bytes>,
     deadline: Duration,
 ) -> Result<Answer, String> {
-    let body = body.into();
-    let exchange = async {
-        let stream = tokio::net::TcpStream::connect(addr)
-            .await
-            .map_err(|e| format!("connect: {e}"))?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .map_err(|e| format!("handshake: {e}"))?;
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", addr.to_string())
-            .header("content-type", "application/json")
-            .body(Full::new(body))
-            .expect("a valid request");
-        let response = sender
-            .send_request(req)
-            .await
-            .map_err(|e| format!("request: {e}"))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("answer body: {e}"))?
-            .to_bytes();
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
-    };
+    let headers = [("content-type", "application/json")];
+    let exchange = super::http::exchange(addr, method, path, &headers, body.into());
     tokio::time::timeout(deadline, exchange)
         .await
         .unwrap_or_else(|_| Err(format!("no answer within {deadline:?}")))
