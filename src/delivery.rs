@@ -8,7 +8,7 @@ use crate::registry::Registry;
 use crate::retry::{random_jitter, AttemptFacts, RetryPolicy, Verdict};
 use crate::scheduler::ControlSettings;
 use crate::signing::{sign_ed25519, signature_header};
-use crate::store::{AttemptRecord, Loaded, Store};
+use crate::store::{AttemptRecord, Due, Loaded, Store};
 use bytes::Bytes;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, USER_AGENT};
 use std::sync::{Arc, RwLock};
@@ -81,23 +81,23 @@ pub struct Summary {
     pub dead: Option<(String, String)>,
 }
 
-/// Makes one attempt of `delivery_id` to `sub` and records it. A `free`
+/// Makes one attempt of the `due` delivery to `sub` and records it. A `free`
 /// attempt (a probe) spends nothing of the delivery's retry schedule.
 pub async fn attempt(
     ctx: &DeliveryContext,
     sub: &Subscription,
-    delivery_id: u64,
+    due: Due,
     free: bool,
 ) -> Result<Summary> {
     let host = url_host(&sub.url);
     let mut summary = Summary {
         sub_key: sub.key,
-        delivery_id,
+        delivery_id: due.id,
         class: Class::Skipped,
         host,
         dead: None,
     };
-    let Some(loaded) = ctx.store.load_for_attempt(delivery_id)? else {
+    let Some(loaded) = ctx.store.load_for_attempt(due)? else {
         return Ok(summary);
     };
     let settings = ctx.settings();

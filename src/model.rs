@@ -50,6 +50,29 @@ pub struct Event {
     pub deliveries: Vec<u64>,
     /// How many of `deliveries` the fan-out made (what ingest answered).
     pub fanned_out: u32,
+    /// The subscription key of each fan-out delivery, beside
+    /// `deliveries[..fanned_out]`. A fan-out delivery has no record of its
+    /// own until it changes; until then it is this event's, pending since
+    /// `received_at`. Empty for events stored before that, whose deliveries
+    /// all have records.
+    pub subs: Vec<u64>,
+}
+
+impl Event {
+    /// The fan-out delivery `id` as ingest made it, if this event made it
+    /// and recorded its subscription.
+    pub fn fresh_delivery(&self, seq: u64, id: u64) -> Option<Delivery> {
+        let fanned_out = &self.deliveries[..(self.fanned_out as usize).min(self.deliveries.len())];
+        let i = fanned_out.binary_search(&id).ok()?;
+        let sub_key = *self.subs.get(i)?;
+        Some(Delivery::new(
+            id,
+            seq,
+            sub_key,
+            self.ordering_key.clone(),
+            self.received_at,
+        ))
+    }
 }
 
 /// Where a subscription stands.

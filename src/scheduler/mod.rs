@@ -296,7 +296,8 @@ impl Scheduler {
             if let Some(drain) = &mut self.drain {
                 drain.take(started);
             }
-            for delivery_id in scan.ready {
+            for due in scan.ready {
+                let delivery_id = due.id;
                 if free {
                     match (&mut self.uplink.down, &mut lane.breaker.open) {
                         (Some(down), _) => down.probe = Some((key, delivery_id)),
@@ -309,7 +310,7 @@ impl Scheduler {
                 self.stats.in_flight.fetch_add(1, Relaxed);
                 let (ctx, sub) = (self.ctx.clone(), sub.clone());
                 self.attempts.spawn(async move {
-                    let summary = match attempt(&ctx, &sub, delivery_id, free).await {
+                    let summary = match attempt(&ctx, &sub, due, free).await {
                         Ok(summary) => summary,
                         Err(e) => {
                             tracing::error!(error = %e, subscription = %sub.id, "attempt could not be recorded");

@@ -202,6 +202,8 @@ impl Store {
         let (mut event, inline) = codec::decode_event(header)?;
         // A requeue after the cutoff appended ids the backup does not hold.
         event.deliveries.retain(|id| *id < cutoff);
+        // The copy writes a record for every delivery, fan-out ones included.
+        event.subs.clear();
         let mut records = Vec::new();
         let mut data_len = inline.map_or(0, <[u8]>::len);
         for item in self.data.scan_prefix(keys::with_u64(keys::CHUNK, seq)) {

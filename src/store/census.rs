@@ -1,9 +1,9 @@
 //! A census of the stored deliveries for `/metrics`: how many in each
 //! status, how many are due, and since when the oldest open one waits.
 
-use super::{codec, keys, Store};
+use super::Store;
 use crate::error::Result;
-use crate::model::{Delivery, DeliveryStatus, Millis};
+use crate::model::{DeliveryStatus, Millis};
 use std::collections::BTreeMap;
 
 /// Counts over every stored delivery at one moment.
@@ -18,7 +18,7 @@ pub struct Census {
 }
 
 impl Store {
-    /// Reads every delivery record once (memory stays constant; time grows
+    /// Reads every delivery once (memory stays constant; time grows
     /// with the store, so callers throttle it).
     pub fn census(&self, now: Millis) -> Result<Census> {
         let mut census = Census::default();
@@ -32,9 +32,8 @@ impl Store {
         ] {
             census.by_status.insert(status.name(), 0);
         }
-        for item in self.data.scan_prefix([keys::DELIVERY]) {
-            let (_, v) = item?;
-            let d: Delivery = codec::decode(&v, "delivery")?;
+        for d in self.all_deliveries(false) {
+            let d = d?;
             *census.by_status.entry(d.status.name()).or_insert(0) += 1;
             if d.status.is_open() {
                 if d.next_at <= now {

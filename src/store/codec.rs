@@ -53,49 +53,105 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
 
 /// The version byte of an event record that carries its data: the header's
 /// length (u32), the header as a version-1 body, then the data as posted.
+/// Written before events recorded their fan-out subscriptions; still read.
 pub const EVENT_WITH_DATA: u8 = 2;
+
+/// The version byte of an event record today: a flags byte (`INLINE`), the
+/// header's length (u32), the header (with `subs`), then the data as posted
+/// if it is inline (else it is in chunk records).
+pub const EVENT_WITH_SUBS: u8 = 3;
+
+/// In a version-3 event record: the data follows the header.
+const INLINE: u8 = 1;
+
+/// The event header as versions 1 and 2 stored it: without `subs`.
+#[derive(serde::Deserialize)]
+#[cfg_attr(test, derive(serde::Serialize))]
+struct EventBeforeSubs {
+    id: String,
+    event_type: String,
+    tenant: Option<String>,
+    ordering_key: Option<String>,
+    received_at: crate::model::Millis,
+    data_len: u32,
+    deliveries: Vec<u64>,
+    fanned_out: u32,
+}
+
+impl From<EventBeforeSubs> for Event {
+    fn from(e: EventBeforeSubs) -> Event {
+        Event {
+            id: e.id,
+            event_type: e.event_type,
+            tenant: e.tenant,
+            ordering_key: e.ordering_key,
+            received_at: e.received_at,
+            data_len: e.data_len,
+            deliveries: e.deliveries,
+            fanned_out: e.fanned_out,
+            subs: Vec::new(),
+        }
+    }
+}
 
 /// Encodes an event header, with its data inline if given (else the data
 /// is in chunk records).
 pub fn encode_event(event: &Event, data: Option<&[u8]>) -> Vec<u8> {
-    let Some(data) = data else {
-        return encode(event);
-    };
     let header = options()
         .serialize(event)
         .expect("stored records always encode");
-    let mut out = Vec::with_capacity(5 + header.len() + data.len());
-    out.push(EVENT_WITH_DATA);
+    let data = data.unwrap_or_default();
+    let mut out = Vec::with_capacity(6 + header.len() + data.len());
+    out.push(EVENT_WITH_SUBS);
+    out.push(if data.is_empty() { 0 } else { INLINE });
     out.extend_from_slice(&(header.len() as u32).to_le_bytes());
     out.extend_from_slice(&header);
     out.extend_from_slice(data);
     out
 }
 
-/// Decodes an event record: its header, and its data if it is inline.
+/// Decodes an event record of any version: its header, and its data if it
+/// is inline.
 pub fn decode_event(bytes: &[u8]) -> Result<(Event, Option<&[u8]>)> {
-    let Some((&EVENT_WITH_DATA, rest)) = bytes.split_first() else {
-        return Ok((decode(bytes, "event")?, None));
-    };
     let damaged = |why: &str| Error::Decode {
         what: "event".into(),
         source: Box::new(bincode::ErrorKind::Custom(why.into())),
     };
-    let (len, rest) = rest
-        .split_first_chunk::<4>()
-        .ok_or_else(|| damaged("header length cut short"))?;
-    let len = u32::from_le_bytes(*len) as usize;
-    if rest.len() < len {
-        return Err(damaged("header cut short"));
+    let header_and_data = |rest: &[u8]| -> Result<(usize, usize)> {
+        let (len, rest) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| damaged("header length cut short"))?;
+        let len = u32::from_le_bytes(*len) as usize;
+        if rest.len() < len {
+            return Err(damaged("header cut short"));
+        }
+        Ok((4, 4 + len))
+    };
+    let undecodable = |source| Error::Decode {
+        what: "event".into(),
+        source,
+    };
+    match bytes.split_first() {
+        Some((&EVENT_WITH_SUBS, rest)) => {
+            let (&flags, rest) = rest
+                .split_first()
+                .ok_or_else(|| damaged("flags cut short"))?;
+            let (from, to) = header_and_data(rest)?;
+            let event = options()
+                .deserialize(&rest[from..to])
+                .map_err(undecodable)?;
+            let data = (flags & INLINE != 0).then(|| &rest[to..]);
+            Ok((event, data))
+        }
+        Some((&EVENT_WITH_DATA, rest)) => {
+            let (from, to) = header_and_data(rest)?;
+            let event: EventBeforeSubs = options()
+                .deserialize(&rest[from..to])
+                .map_err(undecodable)?;
+            Ok((event.into(), Some(&rest[to..])))
+        }
+        _ => Ok((decode::<EventBeforeSubs>(bytes, "event")?.into(), None)),
     }
-    let (header, data) = rest.split_at(len);
-    let event = options()
-        .deserialize(header)
-        .map_err(|source| Error::Decode {
-            what: "event".into(),
-            source,
-        })?;
-    Ok((event, Some(data)))
 }
 
 #[cfg(test)]
@@ -112,33 +168,84 @@ mod tests {
             data_len: 7,
             fanned_out: 2,
             deliveries: vec![3, 4],
+            subs: vec![10, 11],
+        }
+    }
+
+    /// `header()` as hookd stored it before events recorded their subscriptions.
+    fn header_before_subs() -> EventBeforeSubs {
+        let e = header();
+        EventBeforeSubs {
+            id: e.id,
+            event_type: e.event_type,
+            tenant: e.tenant,
+            ordering_key: e.ordering_key,
+            received_at: e.received_at,
+            data_len: e.data_len,
+            deliveries: e.deliveries,
+            fanned_out: e.fanned_out,
+        }
+    }
+
+    fn without_subs() -> Event {
+        Event {
+            subs: Vec::new(),
+            ..header()
         }
     }
 
     #[test]
-    fn an_event_with_inline_data_reads_back_whole() {
+    fn an_event_reads_back_whole_with_its_data_inline_or_not() {
         let bytes = encode_event(&header(), Some(b"{\"a\":1}"));
-        assert_eq!(bytes[0], EVENT_WITH_DATA);
+        assert_eq!(bytes[0], EVENT_WITH_SUBS);
         let (event, data) = decode_event(&bytes).unwrap();
         assert_eq!(event, header());
         assert_eq!(data, Some(&b"{\"a\":1}"[..]));
-    }
 
-    #[test]
-    fn an_event_written_before_inline_data_reads_as_header_only() {
-        let bytes = encode(&header());
-        assert_eq!(bytes[0], RECORD_VERSION);
-        assert_eq!(encode_event(&header(), None), bytes);
+        let bytes = encode_event(&header(), None);
         let (event, data) = decode_event(&bytes).unwrap();
         assert_eq!((event, data), (header(), None));
     }
 
     #[test]
+    fn an_event_written_before_inline_data_reads_as_header_only() {
+        let bytes = encode(&header_before_subs());
+        assert_eq!(bytes[0], RECORD_VERSION);
+        let (event, data) = decode_event(&bytes).unwrap();
+        assert_eq!((event, data), (without_subs(), None));
+    }
+
+    #[test]
+    fn an_event_written_before_subscriptions_were_recorded_reads_with_its_data() {
+        let header = options().serialize(&header_before_subs()).unwrap();
+        let mut bytes = vec![EVENT_WITH_DATA];
+        bytes.extend_from_slice(&(header.len() as u32).to_le_bytes());
+        bytes.extend_from_slice(&header);
+        bytes.extend_from_slice(b"{\"a\":1}");
+        let (event, data) = decode_event(&bytes).unwrap();
+        assert_eq!(event, without_subs());
+        assert_eq!(data, Some(&b"{\"a\":1}"[..]));
+    }
+
+    #[test]
     fn a_cut_event_record_is_an_error_not_a_panic() {
         let bytes = encode_event(&header(), Some(b"data"));
-        for len in [1, 3, 5, 10] {
+        for len in [1, 2, 4, 6, 10] {
             let err = decode_event(&bytes[..len]).unwrap_err();
             assert!(err.to_string().contains("event"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_fresh_delivery_is_derived_only_from_the_fan_out() {
+        let mut event = header();
+        event.deliveries.push(9);
+        let d = event.fresh_delivery(2, 4).unwrap();
+        assert_eq!((d.id, d.event_seq, d.sub_key), (4, 2, 11));
+        assert_eq!(d.next_at, event.received_at);
+        assert_eq!(d.lane.as_deref(), Some("k"));
+        // A redelivery always has its own record; so has an older event's fan-out.
+        assert!(event.fresh_delivery(2, 9).is_none());
+        assert!(without_subs().fresh_delivery(2, 4).is_none());
     }
 }

@@ -23,11 +23,18 @@ pub(super) struct AttemptJob {
 /// One bounded read of a subscription's due index.
 #[derive(Debug, Default)]
 pub struct DueScan {
-    /// Due deliveries (id, next_at), oldest first.
-    pub ready: Vec<u64>,
+    /// Due deliveries, oldest first.
+    pub ready: Vec<Due>,
     /// When the next entry not yet taken becomes due: now if more are due
     /// than the batch held, `None` if the index holds nothing else.
     pub next_due: Option<Millis>,
+}
+
+/// A due delivery, and its event's seq where the due index knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    pub id: u64,
+    pub event_seq: Option<u64>,
 }
 
 /// Everything one attempt needs.
@@ -61,7 +68,7 @@ impl Store {
     ) -> Result<DueScan> {
         let mut scan = DueScan::default();
         for item in self.data.scan_prefix(keys::due_prefix(sub_key)) {
-            let (k, _) = item?;
+            let (k, v) = item?;
             let Some((_, next_at, delivery)) = keys::parse_due(&k) else {
                 continue;
             };
@@ -78,20 +85,27 @@ impl Store {
                 scan.next_due = Some(now);
                 break;
             }
-            scan.ready.push(delivery);
+            scan.ready.push(Due {
+                id: delivery,
+                event_seq: (v.len() == 8).then(|| keys::be(&v)),
+            });
         }
         Ok(scan)
     }
 
     /// Loads a delivery with its event and data; `None` if it is no longer open.
-    pub fn load_for_attempt(&self, delivery_id: u64) -> Result<Option<Loaded>> {
-        let Some(delivery) = self.delivery(delivery_id)? else {
+    pub fn load_for_attempt(&self, due: Due) -> Result<Option<Loaded>> {
+        let Some((delivery, record)) = self.find_delivery(due.id, due.event_seq)? else {
             return Ok(None);
         };
         if !delivery.status.is_open() {
             return Ok(None);
         }
-        let Some((event, data)) = self.event_by_seq(delivery.event_seq)? else {
+        let event = match record {
+            Some(record) => Some(self.event_from_record(delivery.event_seq, &record)?),
+            None => self.event_by_seq(delivery.event_seq)?,
+        };
+        let Some((event, data)) = event else {
             return Ok(None);
         };
         Ok(Some(Loaded {
@@ -162,7 +176,7 @@ impl Store {
         before: &Delivery,
         record: &AttemptRecord,
     ) -> Result<Recorded> {
-        let Some(current) = self.delivery(before.id)? else {
+        let Some((current, _)) = self.find_delivery(before.id, Some(before.event_seq))? else {
             return Ok(None);
         };
         if current.next_at != before.next_at || current.status != before.status {
@@ -274,10 +288,79 @@ impl Store {
 
     /// A delivery record.
     pub fn delivery(&self, id: u64) -> Result<Option<Delivery>> {
-        self.data
-            .get(keys::with_u64(keys::DELIVERY, id))?
-            .map(|v| codec::decode(&v, "delivery"))
-            .transpose()
+        Ok(self.find_delivery(id, None)?.map(|(delivery, _)| delivery))
+    }
+
+    /// A delivery, with its event's record when that had to be read to find
+    /// it; `event_seq` is where to look for that record, if known.
+    fn find_delivery(
+        &self,
+        id: u64,
+        event_seq: Option<u64>,
+    ) -> Result<Option<(Delivery, Option<sled::IVec>)>> {
+        if let Some(v) = self.data.get(keys::with_u64(keys::DELIVERY, id))? {
+            return Ok(Some((codec::decode(&v, "delivery")?, None)));
+        }
+        // Untouched since ingest: its event holds it. Ingest takes an event's
+        // seq and then its fan-out ids, one event at a time, so that event
+        // is the last one stored below the id.
+        let found = match event_seq {
+            Some(seq) => self
+                .data
+                .get(keys::with_u64(keys::EVENT, seq))?
+                .map(|v| (seq, v)),
+            None => self
+                .data
+                .get_lt(keys::with_u64(keys::EVENT, id))?
+                .and_then(|(k, v)| Some((keys::tail_u64(&k).filter(|_| k[0] == keys::EVENT)?, v))),
+        };
+        let Some((seq, v)) = found else {
+            return Ok(None);
+        };
+        let fresh = codec::decode_event(&v)?.0.fresh_delivery(seq, id);
+        Ok(fresh.map(|delivery| (delivery, Some(v))))
+    }
+
+    /// Every delivery in id order, or newest first: the delivery records,
+    /// merged with the fan-out deliveries that have none yet.
+    pub(super) fn all_deliveries(&self, newest_first: bool) -> AllDeliveries {
+        let records = self.data.scan_prefix([keys::DELIVERY]);
+        let events = self.data.scan_prefix([keys::EVENT]);
+        let (records, events): (Scan, Scan) = match newest_first {
+            true => (Box::new(records.rev()), Box::new(events.rev())),
+            false => (Box::new(records), Box::new(events)),
+        };
+        let recorded: Deliveries = Box::new(records.map(|item| {
+            let (_, v) = item?;
+            codec::decode(&v, "delivery")
+        }));
+        let fresh: Deliveries = Box::new(events.flat_map(move |item| {
+            let mut fresh = Vec::new();
+            match item.map_err(Into::into).and_then(|(k, v)| {
+                let (event, _) = codec::decode_event(&v)?;
+                Ok((keys::tail_u64(&k).unwrap_or(0), event))
+            }) {
+                Ok((seq, event)) => {
+                    let n = (event.fanned_out as usize).min(event.subs.len());
+                    fresh.extend(
+                        event.deliveries[..n]
+                            .iter()
+                            .filter_map(|&id| event.fresh_delivery(seq, id))
+                            .map(Ok),
+                    );
+                    if newest_first {
+                        fresh.reverse();
+                    }
+                }
+                Err(e) => fresh.push(Err(e)),
+            }
+            fresh
+        }));
+        AllDeliveries {
+            recorded: recorded.peekable(),
+            fresh: fresh.peekable(),
+            newest_first,
+        }
     }
 
     /// An event header and its data, by sequence number.
@@ -285,15 +368,189 @@ impl Store {
         let Some(v) = self.data.get(keys::with_u64(keys::EVENT, seq))? else {
             return Ok(None);
         };
-        let (event, inline) = codec::decode_event(&v)?;
+        self.event_from_record(seq, &v).map(Some)
+    }
+
+    /// An event header and its data, from its record (and chunks).
+    fn event_from_record(&self, seq: u64, record: &[u8]) -> Result<(Event, Bytes)> {
+        let (event, inline) = codec::decode_event(record)?;
         if let Some(data) = inline {
-            return Ok(Some((event, Bytes::copy_from_slice(data))));
+            return Ok((event, Bytes::copy_from_slice(data)));
         }
         let mut data = BytesMut::with_capacity(event.data_len as usize);
         for item in self.data.scan_prefix(keys::with_u64(keys::CHUNK, seq)) {
             let (_, chunk) = item?;
             data.extend_from_slice(&chunk);
         }
-        Ok(Some((event, data.freeze())))
+        Ok((event, data.freeze()))
+    }
+}
+
+type Scan = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>;
+type Deliveries = Box<dyn Iterator<Item = Result<Delivery>>>;
+
+/// See [`Store::all_deliveries`]. A fan-out delivery that has a record is
+/// read from the record.
+pub(super) struct AllDeliveries {
+    recorded: std::iter::Peekable<Deliveries>,
+    fresh: std::iter::Peekable<Deliveries>,
+    newest_first: bool,
+}
+
+impl Iterator for AllDeliveries {
+    type Item = Result<Delivery>;
+
+    fn next(&mut self) -> Option<Result<Delivery>> {
+        loop {
+            let (recorded, fresh) = match (self.recorded.peek(), self.fresh.peek()) {
+                (None, None) => return None,
+                (Some(Err(_)), _) | (Some(_), None) => return self.recorded.next(),
+                (_, Some(Err(_))) | (None, Some(_)) => return self.fresh.next(),
+                (Some(Ok(r)), Some(Ok(f))) => (r.id, f.id),
+            };
+            if recorded == fresh {
+                self.fresh.next();
+                continue;
+            }
+            return match (recorded < fresh) != self.newest_first {
+                true => self.recorded.next(),
+                false => self.fresh.next(),
+            };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{codec, keys};
+    use crate::model::{now_ms, Attempt, Delivery, DeliveryStatus, Event};
+    use crate::store::{AttemptRecord, NewEvent, Store, StoreOptions};
+
+    fn event(id: &str) -> NewEvent {
+        NewEvent {
+            id: Some(id.into()),
+            event_type: "a.b".into(),
+            tenant: None,
+            ordering_key: None,
+            data: bytes::Bytes::from_static(b"{}"),
+        }
+    }
+
+    fn delivered() -> AttemptRecord {
+        AttemptRecord {
+            attempt: Attempt {
+                no: 1,
+                at: now_ms(),
+                status: Some(200),
+                error: None,
+                latency_ms: 1,
+                response: Vec::new(),
+            },
+            spent: 1,
+            status: DeliveryStatus::Delivered,
+            next_at: 0,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_stored_with_its_own_record_at_ingest_still_reads_and_lists() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions {
+            path: &dir.path().join("store"),
+            cache_bytes: 1 << 20,
+        })
+        .unwrap();
+        // As schema 1 stored an event: no subscriptions in it, a record per delivery.
+        let (seq, id) = (store.next_id().unwrap(), store.next_id().unwrap());
+        let old = Event {
+            id: "old".into(),
+            event_type: "a.b".into(),
+            tenant: None,
+            ordering_key: None,
+            received_at: now_ms(),
+            data_len: 2,
+            deliveries: vec![id],
+            fanned_out: 1,
+            subs: Vec::new(),
+        };
+        let delivery = Delivery::new(id, seq, 1, None, old.received_at);
+        let mut batch = sled::Batch::default();
+        batch.insert(
+            &keys::with_u64(keys::EVENT, seq),
+            codec::encode_event(&old, Some(b"{}")),
+        );
+        batch.insert(
+            &keys::with_u64(keys::DELIVERY, id),
+            codec::encode(&delivery),
+        );
+        batch.insert(&keys::due(1, delivery.next_at, id), &[]);
+        store.apply(batch).unwrap();
+        store
+            .ingest(vec![event("new")], vec![vec![1]])
+            .await
+            .unwrap();
+
+        let unhinted = super::Due {
+            id,
+            event_seq: None,
+        };
+        let loaded = store.load_for_attempt(unhinted).unwrap().unwrap();
+        assert_eq!(
+            (loaded.delivery, &loaded.data[..]),
+            (delivery.clone(), &b"{}"[..])
+        );
+        let all: Vec<_> = store.all_deliveries(false).map(Result::unwrap).collect();
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[0], delivery);
+        assert!(all[1].id > id);
+        // Only ingest's due keys know the event.
+        let due = store.due_batch(1, u64::MAX, 10, &|_| false).unwrap().ready;
+        assert_eq!(due[0], unhinted);
+        assert_eq!(due[1].id, all[1].id);
+        assert_eq!(due[1].event_seq, Some(all[1].event_seq));
+        let fresh = store.load_for_attempt(due[1]).unwrap().unwrap();
+        assert_eq!(fresh.delivery, all[1]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_delivery_lists_once_in_id_order_with_a_record_or_without() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions {
+            path: &dir.path().join("store"),
+            cache_bytes: 1 << 20,
+        })
+        .unwrap();
+        for id in ["e1", "e2", "e3"] {
+            store
+                .ingest(vec![event(id)], vec![vec![1, 2]])
+                .await
+                .unwrap();
+        }
+        let fresh: Vec<_> = store.all_deliveries(false).map(Result::unwrap).collect();
+        assert_eq!(fresh.len(), 6);
+        assert!(fresh.iter().all(|d| d.status == DeliveryStatus::Pending));
+
+        // One attempted (now with a record), one redelivery (made with one).
+        let attempted = fresh[2].clone();
+        let recorded = store.record_attempt(&attempted, delivered()).await.unwrap();
+        assert_eq!(recorded.unwrap().0.status, DeliveryStatus::Delivered);
+        let redelivery = store.requeue(fresh[0].event_seq, &[2]).await.unwrap()[0];
+
+        let all: Vec<_> = store.all_deliveries(false).map(Result::unwrap).collect();
+        let ids: Vec<u64> = all.iter().map(|d| d.id).collect();
+        let mut expected: Vec<u64> = fresh.iter().map(|d| d.id).collect();
+        expected.push(redelivery);
+        assert_eq!(ids, expected);
+        assert_eq!(all[2].status, DeliveryStatus::Delivered);
+        assert_eq!(store.delivery(attempted.id).unwrap().unwrap(), all[2]);
+        assert_eq!(store.delivery(redelivery).unwrap().unwrap().sub_key, 2);
+        assert_eq!(store.delivery(fresh[5].id).unwrap().unwrap(), fresh[5]);
+
+        let mut newest_first: Vec<u64> =
+            store.all_deliveries(true).map(|d| d.unwrap().id).collect();
+        newest_first.reverse();
+        assert_eq!(newest_first, expected);
+        // An id no event made is no delivery.
+        assert!(store.delivery(redelivery + 100).unwrap().is_none());
     }
 }

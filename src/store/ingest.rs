@@ -1,4 +1,4 @@
-//! The ingest write: events, their data, deliveries and due keys in one batch.
+//! The ingest write: events with their data and fan-out, and due keys, in one batch.
 
 use super::flush::Job;
 use super::{codec, keys, Store};
@@ -92,14 +92,12 @@ impl Store {
                 let mut delivery_ids = Vec::with_capacity(subs.len());
                 for &sub_key in subs {
                     let delivery_id = self.db.generate_id()?;
+                    // No record of its own until it changes: the event says
+                    // what it is (see `Event::fresh_delivery`).
                     let delivery =
                         Delivery::new(delivery_id, seq, sub_key, event.ordering_key.clone(), now);
-                    batch.insert(
-                        &keys::with_u64(keys::DELIVERY, delivery_id),
-                        codec::encode(&delivery),
-                    );
                     if self.enqueue(batch, lanes, &delivery)? {
-                        batch.insert(&keys::due(sub_key, now, delivery_id), &[]);
+                        batch.insert(&keys::due(sub_key, now, delivery_id), &seq.to_be_bytes());
                     }
                     delivery_ids.push(delivery_id);
                     *staged.opened.entry(sub_key).or_insert(0) += 1;
@@ -113,6 +111,7 @@ impl Store {
                     data_len: event.data.len() as u32,
                     fanned_out: delivery_ids.len() as u32,
                     deliveries: delivery_ids,
+                    subs: subs.clone(),
                 };
                 staged.held += super::budget::footprint(&record);
                 let event_key = keys::with_u64(keys::EVENT, seq);

@@ -11,7 +11,9 @@ pub const CHUNK: u8 = b'C';
 pub const IDEM: u8 = b'I';
 /// Deliveries: `D` ‖ delivery id.
 pub const DELIVERY: u8 = b'D';
-/// Due index of open deliveries: `Q` ‖ sub key ‖ next_at ‖ delivery id → ().
+/// Due index of open deliveries: `Q` ‖ sub key ‖ next_at ‖ delivery id →
+/// the event seq (u64) where ingest wrote it, else nothing: where to find a
+/// delivery that has no record yet without a search.
 pub const DUE: u8 = b'Q';
 /// Attempts: `A` ‖ delivery id ‖ attempt no (u32).
 pub const ATTEMPT: u8 = b'A';

@@ -19,7 +19,7 @@ mod round;
 
 pub use backup::BackupSummary;
 pub use census::Census;
-pub use deliveries::{AttemptRecord, DueScan, Loaded};
+pub use deliveries::{AttemptRecord, Due, DueScan, Loaded};
 pub use flush::Flusher;
 pub use ingest::{Accepted, NewEvent};
 pub use open::MARKER_FILE;
@@ -34,8 +34,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
-/// The schema this hookd writes; it opens stores of this version or older.
-pub const SCHEMA_VERSION: u32 = 1;
+/// The schema this hookd writes; it opens stores of this version or older,
+/// and marks an older one with this version before it writes to it.
+/// 2: a fan-out delivery has no record until it changes (see `Event::subs`).
+pub const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &[u8] = b"schema";
 
 /// The open store. Cheap to share behind an `Arc`.

@@ -86,6 +86,13 @@ pub(super) fn open(path: &Path, cache_bytes: u64) -> Result<Opened> {
                      {MARKER_FILE} to accept it)"
                 )));
             }
+            if version < SCHEMA_VERSION {
+                // From here on this hookd writes records an older one misreads.
+                db.open_tree("meta")
+                    .and_then(|meta| meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes()))
+                    .map_err(sled_err)?;
+                db.flush().map_err(sled_err)?;
+            }
         }
         None if marked => {
             return Err(refuse(format!(

@@ -96,12 +96,11 @@ impl Store {
     /// from its due index; anything else is a scan.
     pub fn list_deliveries(&self, filter: &DeliveryFilter) -> Result<Vec<Delivery>> {
         let mut out = Vec::new();
-        for item in self.data.scan_prefix([keys::DELIVERY]).rev() {
+        for d in self.all_deliveries(true) {
             if out.len() >= filter.limit {
                 break;
             }
-            let (_, v) = item?;
-            let d: Delivery = codec::decode(&v, "delivery")?;
+            let d = d?;
             if filter.sub_key.is_some_and(|s| s != d.sub_key) {
                 continue;
             }

@@ -90,6 +90,9 @@ mod tests {
             .due_batch(sub, u64::MAX, 100, &|_| false)
             .unwrap()
             .ready
+            .into_iter()
+            .map(|due| due.id)
+            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -108,12 +108,22 @@ async fn a_store_of_a_newer_schema_is_refused_and_kept_intact() {
     assert_refusal(&refused.stderr, &store, &["newer hookd", "schema 99"]);
     assert_kept(&before, &store);
 
-    // Nothing was touched: back at schema 1, every event is there.
+    // Nothing was touched: back at schema 1, every event is there, and the
+    // store is marked with this hookd's schema before it writes to it.
     set_schema(1);
     daemon.restart().await;
     for id in &ids {
         assert_eq!(daemon.event(id).await.id, *id);
     }
+    assert!(daemon.sigterm().await.success(), "{}", daemon.log());
+    let db = sled::open(&store).expect("sled opens the stopped store");
+    let schema = db
+        .open_tree("meta")
+        .unwrap()
+        .get("schema")
+        .unwrap()
+        .unwrap();
+    assert_eq!(schema.as_ref(), hookd::store::SCHEMA_VERSION.to_be_bytes());
 }
 
 /// Stops the daemon cleanly, writes garbage over `len` bytes of `db` at `at`
