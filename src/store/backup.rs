@@ -221,14 +221,21 @@ impl Store {
         }
         let mut deliveries = Vec::with_capacity(event.deliveries.len());
         for &id in &event.deliveries {
-            let Some(delivery) = self.delivery(id)? else {
+            let Some(found) = self.find_delivery(id, Some(seq))? else {
                 return Ok(None);
             };
             for item in self.data.scan_prefix(keys::with_u64(keys::ATTEMPT, id)) {
                 let (k, v) = item?;
                 records.push((k.to_vec(), v.to_vec()));
             }
-            deliveries.push(delivery);
+            // The copy's delivery record is a plain one: every attempt is an attempt record.
+            if let Some(latest) = found.latest {
+                records.push((
+                    keys::attempt(id, latest.no).to_vec(),
+                    codec::encode(&latest),
+                ));
+            }
+            deliveries.push(found.delivery);
         }
         Ok(Some(EventCopy {
             event,

@@ -2,7 +2,7 @@
 //! one fixed options set. A newer hookd decodes every older version.
 
 use crate::error::{Error, Result};
-use crate::model::Event;
+use crate::model::{Attempt, Delivery, Event};
 use bincode::Options;
 use serde::{de::DeserializeOwned, Serialize};
 
@@ -49,6 +49,38 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T> {
             source: Box::new(bincode::ErrorKind::Custom("empty record".into())),
         }),
     }
+}
+
+/// The version byte of a delivery record that carries its latest attempt:
+/// the delivery, then the attempt, as version-1 bodies. Earlier attempts
+/// are attempt records.
+pub const DELIVERY_WITH_ATTEMPT: u8 = 2;
+
+/// Encodes a delivery record, with its latest attempt if it has one.
+pub fn encode_delivery(delivery: &Delivery, latest: Option<&Attempt>) -> Vec<u8> {
+    let Some(attempt) = latest else {
+        return encode(delivery);
+    };
+    let mut out = vec![DELIVERY_WITH_ATTEMPT];
+    options()
+        .serialize_into(&mut out, &(delivery, attempt))
+        .expect("stored records always encode");
+    out
+}
+
+/// Decodes a delivery record of any version: the delivery, and its latest
+/// attempt if the record carries it.
+pub fn decode_delivery(bytes: &[u8]) -> Result<(Delivery, Option<Attempt>)> {
+    let Some((&DELIVERY_WITH_ATTEMPT, body)) = bytes.split_first() else {
+        return Ok((decode(bytes, "delivery")?, None));
+    };
+    let (delivery, attempt) = options()
+        .deserialize(body)
+        .map_err(|source| Error::Decode {
+            what: "delivery".into(),
+            source,
+        })?;
+    Ok((delivery, Some(attempt)))
 }
 
 /// The version byte of an event record that carries its data: the header's
@@ -234,6 +266,30 @@ mod tests {
             let err = decode_event(&bytes[..len]).unwrap_err();
             assert!(err.to_string().contains("event"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_delivery_reads_back_with_its_latest_attempt_or_without() {
+        let delivery = Delivery::new(4, 2, 11, None, 1_700_000_000_000);
+        let attempt = Attempt {
+            no: 1,
+            at: 1_700_000_000_005,
+            status: Some(503),
+            error: None,
+            latency_ms: 5,
+            response: b"busy".to_vec(),
+        };
+        let bytes = encode_delivery(&delivery, Some(&attempt));
+        assert_eq!(bytes[0], DELIVERY_WITH_ATTEMPT);
+        assert_eq!(
+            decode_delivery(&bytes).unwrap(),
+            (delivery.clone(), Some(attempt))
+        );
+        // Without one, the record is as version 1 wrote it.
+        let bytes = encode_delivery(&delivery, None);
+        assert_eq!(bytes, encode(&delivery));
+        assert_eq!(decode_delivery(&bytes).unwrap(), (delivery, None));
+        assert!(decode_delivery(&[DELIVERY_WITH_ATTEMPT, 1, 2]).is_err());
     }
 
     #[test]

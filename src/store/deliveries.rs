@@ -95,7 +95,12 @@ impl Store {
 
     /// Loads a delivery with its event and data; `None` if it is no longer open.
     pub fn load_for_attempt(&self, due: Due) -> Result<Option<Loaded>> {
-        let Some((delivery, record)) = self.find_delivery(due.id, due.event_seq)? else {
+        let Some(Found {
+            delivery,
+            event: record,
+            ..
+        }) = self.find_delivery(due.id, due.event_seq)?
+        else {
             return Ok(None);
         };
         if !delivery.status.is_open() {
@@ -176,7 +181,12 @@ impl Store {
         before: &Delivery,
         record: &AttemptRecord,
     ) -> Result<Recorded> {
-        let Some((current, _)) = self.find_delivery(before.id, Some(before.event_seq))? else {
+        let Some(Found {
+            delivery: current,
+            latest,
+            ..
+        }) = self.find_delivery(before.id, Some(before.event_seq))?
+        else {
             return Ok(None);
         };
         if current.next_at != before.next_at || current.status != before.status {
@@ -195,13 +205,17 @@ impl Store {
         if next.status.is_open() {
             batch.insert(&keys::due(next.sub_key, next.next_at, next.id), &[]);
         }
+        // The record keeps the latest attempt: one key fewer for an attempt
+        // that ends its delivery the first time.
+        if let Some(previous) = latest {
+            batch.insert(
+                &keys::attempt(next.id, previous.no),
+                codec::encode(&previous),
+            );
+        }
         batch.insert(
             &keys::with_u64(keys::DELIVERY, next.id),
-            codec::encode(&next),
-        );
-        batch.insert(
-            &keys::attempt(next.id, record.attempt.no),
-            codec::encode(&record.attempt),
+            codec::encode_delivery(&next, Some(&record.attempt)),
         );
         let mut made_due = None;
         if let (false, Some(key)) = (next.status.is_open(), next.lane.as_deref()) {
@@ -210,9 +224,21 @@ impl Store {
             // the store yet, but it is the successor if none is.
             let successor = match self.lane_successor(next.sub_key, key, next.id)? {
                 Some(stored) => Some(stored),
-                None => lanes.first(next.sub_key, key).cloned(),
+                None => lanes
+                    .first(next.sub_key, key)
+                    .cloned()
+                    .map(|delivery| Found {
+                        delivery,
+                        latest: None,
+                        event: None,
+                    }),
             };
-            if let Some(mut successor) = successor {
+            if let Some(Found {
+                delivery: mut successor,
+                latest,
+                ..
+            }) = successor
+            {
                 self.unsettled.lock().unwrap().insert(successor.id);
                 made_due = Some(successor.id);
                 successor.next_at = record.attempt.at.max(next.updated_at);
@@ -222,7 +248,7 @@ impl Store {
                 );
                 batch.insert(
                     &keys::with_u64(keys::DELIVERY, successor.id),
-                    codec::encode(&successor),
+                    codec::encode_delivery(&successor, latest.as_ref()),
                 );
             }
         }
@@ -275,11 +301,11 @@ impl Store {
     }
 
     /// The delivery after `head` in its lane, if any.
-    fn lane_successor(&self, sub_key: u64, key: &str, head: u64) -> Result<Option<Delivery>> {
+    fn lane_successor(&self, sub_key: u64, key: &str, head: u64) -> Result<Option<Found>> {
         for item in self.data.scan_prefix(keys::lane_prefix(sub_key, key)) {
             let (k, _) = item?;
             match keys::lane_delivery(&k) {
-                Some(id) if id != head => return self.delivery(id),
+                Some(id) if id != head => return self.find_delivery(id, None),
                 _ => continue,
             }
         }
@@ -288,18 +314,19 @@ impl Store {
 
     /// A delivery record.
     pub fn delivery(&self, id: u64) -> Result<Option<Delivery>> {
-        Ok(self.find_delivery(id, None)?.map(|(delivery, _)| delivery))
+        Ok(self.find_delivery(id, None)?.map(|found| found.delivery))
     }
 
-    /// A delivery, with its event's record when that had to be read to find
-    /// it; `event_seq` is where to look for that record, if known.
-    fn find_delivery(
-        &self,
-        id: u64,
-        event_seq: Option<u64>,
-    ) -> Result<Option<(Delivery, Option<sled::IVec>)>> {
+    /// A delivery; `event_seq` is where to look for its event if it has no
+    /// record of its own yet, if known.
+    pub(super) fn find_delivery(&self, id: u64, event_seq: Option<u64>) -> Result<Option<Found>> {
         if let Some(v) = self.data.get(keys::with_u64(keys::DELIVERY, id))? {
-            return Ok(Some((codec::decode(&v, "delivery")?, None)));
+            let (delivery, latest) = codec::decode_delivery(&v)?;
+            return Ok(Some(Found {
+                delivery,
+                latest,
+                event: None,
+            }));
         }
         // Untouched since ingest: its event holds it. Ingest takes an event's
         // seq and then its fan-out ids, one event at a time, so that event
@@ -318,7 +345,11 @@ impl Store {
             return Ok(None);
         };
         let fresh = codec::decode_event(&v)?.0.fresh_delivery(seq, id);
-        Ok(fresh.map(|delivery| (delivery, Some(v))))
+        Ok(fresh.map(|delivery| Found {
+            delivery,
+            latest: None,
+            event: Some(v),
+        }))
     }
 
     /// Every delivery in id order, or newest first: the delivery records,
@@ -332,7 +363,7 @@ impl Store {
         };
         let recorded: Deliveries = Box::new(records.map(|item| {
             let (_, v) = item?;
-            codec::decode(&v, "delivery")
+            Ok(codec::decode_delivery(&v)?.0)
         }));
         let fresh: Deliveries = Box::new(events.flat_map(move |item| {
             let mut fresh = Vec::new();
@@ -384,6 +415,15 @@ impl Store {
         }
         Ok((event, data.freeze()))
     }
+}
+
+/// A delivery as [`Store::find_delivery`] found it.
+pub(super) struct Found {
+    pub delivery: Delivery,
+    /// Its latest attempt, which its record keeps (earlier ones are attempt records).
+    pub latest: Option<Attempt>,
+    /// Its event's record, when that had to be read to find it.
+    pub event: Option<sled::IVec>,
 }
 
 type Scan = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>;
@@ -450,6 +490,56 @@ mod tests {
             status: DeliveryStatus::Delivered,
             next_at: 0,
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_attempt_lists_in_order_the_latest_from_the_delivery_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(StoreOptions {
+            path: &dir.path().join("store"),
+            cache_bytes: 1 << 20,
+        })
+        .unwrap();
+        store
+            .ingest(vec![event("e1")], vec![vec![1]])
+            .await
+            .unwrap();
+        let fresh = store.all_deliveries(false).next().unwrap().unwrap();
+        let mut failed = delivered();
+        failed.attempt.status = Some(503);
+        failed.status = DeliveryStatus::Failed;
+        failed.next_at = fresh.next_at + 1;
+        let (retrying, _) = store
+            .record_attempt(&fresh, failed.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        let mut ok = delivered();
+        ok.attempt.no = 2;
+        ok.spent = 2;
+        store
+            .record_attempt(&retrying, ok.clone())
+            .await
+            .unwrap()
+            .unwrap();
+
+        assert_eq!(
+            store.attempts(fresh.id).unwrap(),
+            vec![failed.attempt, ok.attempt.clone()]
+        );
+        let record = store
+            .data
+            .get(keys::with_u64(keys::DELIVERY, fresh.id))
+            .unwrap()
+            .unwrap();
+        assert_eq!(codec::decode_delivery(&record).unwrap().1, Some(ok.attempt));
+        assert_eq!(
+            store
+                .data
+                .scan_prefix(keys::with_u64(keys::ATTEMPT, fresh.id))
+                .count(),
+            1
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

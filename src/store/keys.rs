@@ -15,7 +15,8 @@ pub const DELIVERY: u8 = b'D';
 /// the event seq (u64) where ingest wrote it, else nothing: where to find a
 /// delivery that has no record yet without a search.
 pub const DUE: u8 = b'Q';
-/// Attempts: `A` ‖ delivery id ‖ attempt no (u32).
+/// Attempts: `A` ‖ delivery id ‖ attempt no (u32), all but the latest, which
+/// its delivery record keeps.
 pub const ATTEMPT: u8 = b'A';
 /// Ordered lanes: `L` ‖ sub key ‖ key length (u8) ‖ ordering key ‖ delivery id → ().
 /// Every open keyed delivery has one; only a lane's head is in the due index.

@@ -122,6 +122,8 @@ impl Store {
             let (_, v) = item?;
             out.push(codec::decode(&v, "attempt")?);
         }
+        let found = self.find_delivery(delivery_id, None)?;
+        out.extend(found.and_then(|found| found.latest));
         Ok(out)
     }
 
@@ -226,13 +228,19 @@ impl Store {
                     keys::DUE => keys::parse_due(&k).map(|(_, _, id)| id),
                     _ => keys::lane_delivery(&k),
                 };
-                if let Some(id) = id {
-                    if let Some(mut d) = self.delivery(id)?.filter(|d| d.status.is_open()) {
-                        cancelled += 1;
-                        d.status = DeliveryStatus::Cancelled;
-                        d.updated_at = now;
-                        batch.insert(&keys::with_u64(keys::DELIVERY, id), codec::encode(&d));
-                    }
+                let found = match id {
+                    Some(id) => self.find_delivery(id, None)?,
+                    None => None,
+                };
+                if let Some(mut found) = found.filter(|f| f.delivery.status.is_open()) {
+                    cancelled += 1;
+                    let d = &mut found.delivery;
+                    d.status = DeliveryStatus::Cancelled;
+                    d.updated_at = now;
+                    batch.insert(
+                        &keys::with_u64(keys::DELIVERY, d.id),
+                        codec::encode_delivery(d, found.latest.as_ref()),
+                    );
                 }
                 batch.remove(k);
             }
