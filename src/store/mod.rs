@@ -36,7 +36,8 @@ use std::sync::{Arc, Mutex};
 
 /// The schema this hookd writes; it opens stores of this version or older,
 /// and marks an older one with this version before it writes to it.
-/// 2: a fan-out delivery has no record until it changes (see `Event::subs`).
+/// 2: a fan-out delivery has no record until it changes (see `Event::subs`),
+/// and a delivery record keeps the latest attempt.
 pub const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &[u8] = b"schema";
 
