@@ -237,9 +237,12 @@ impl Flusher {
     }
 }
 
-/// Events one round writes at most (a single request may exceed it): keeps
-/// a round's batch, and the wait of whoever queued behind it, bounded.
-const ROUND_EVENTS: usize = 512;
+/// Keys a round's ingests write at most, about (a single request may exceed
+/// it): an event writes two, and one more per delivery. Keeps a round's
+/// batch bounded, so the memory sled holds on to until the batch ends, and
+/// the wait of whoever queued behind it. 1,536 is 512 events with one
+/// subscription each, or 15 with a hundred.
+const ROUND_KEYS: usize = 1536;
 
 /// A write for the commit thread.
 pub(super) enum Job {
@@ -289,16 +292,16 @@ impl Queued {
     }
 
     /// The next round's work, oldest first: every attempt, and ingests up to
-    /// [`ROUND_EVENTS`] (at least one).
+    /// [`ROUND_KEYS`] (at least one).
     fn take_round(&mut self) -> Queued {
-        let mut events = 0;
+        let mut keys = 0;
         let take = self
             .ingests
             .iter()
             .take_while(|job| {
-                let first = events == 0;
-                events += job.events.len();
-                first || events <= ROUND_EVENTS
+                let first = keys == 0;
+                keys += job.routes.iter().map(|subs| 2 + subs.len()).sum::<usize>();
+                first || keys <= ROUND_KEYS
             })
             .count();
         Queued {
