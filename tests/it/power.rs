@@ -43,6 +43,7 @@ impl LazyFs {
         if !Path::new(LAZYFS_SH).exists() {
             return skip(format!("{LAZYFS_SH} is missing"));
         }
+        let began = std::time::Instant::now();
         let dir = tempfile::Builder::new()
             .prefix("hookd-lazyfs-")
             .tempdir()
@@ -64,6 +65,7 @@ impl LazyFs {
             ));
         }
         let mnt = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
+        println!("{test}: LazyFS mounted in {:?}", began.elapsed());
         Some(LazyFs { dir, mnt })
     }
 
@@ -106,10 +108,12 @@ impl LazyFs {
 
 impl Drop for LazyFs {
     fn drop(&mut self) {
+        let began = std::time::Instant::now();
         let _ = Command::new(LAZYFS_SH)
             .arg("umount")
             .arg(self.dir.path())
             .status();
+        println!("power: LazyFS unmounted in {:?}", began.elapsed());
     }
 }
 
@@ -132,6 +136,7 @@ async fn acknowledged_events_and_admin_changes_survive_power_cuts() {
         return;
     };
     let seed = seed_from_env("HOOKD_POWER_SEED");
+    let began = std::time::Instant::now();
     let receiver = TallyReceiver::start().await;
     let mut daemon = on_lazyfs(&lazy).start().await;
     let mut active = sub_to(receiver.url("/active"));
@@ -172,13 +177,17 @@ async fn acknowledged_events_and_admin_changes_survive_power_cuts() {
         );
         lazy.clear_cache().await;
         println!(
-            "power: cut {cut}: {} acknowledged so far, LazyFS cache {usage:.1}% used before the cut",
+            "power: cut {cut} at {:?}: {} acknowledged so far, LazyFS cache {usage:.1}% used \
+             before the cut",
+            began.elapsed(),
             load.acked()
         );
         receiver.set_status(200);
         daemon.restart().await;
+        println!("power: restarted at {:?}", began.elapsed());
     }
     let report = load.stop().await;
+    println!("power: load stopped at {:?}", began.elapsed());
     assert!(
         report.unexpected.is_empty(),
         "unexpected answers: {:?}",
@@ -211,9 +220,11 @@ async fn acknowledged_events_and_admin_changes_survive_power_cuts() {
         acked.len(),
         &lost[..lost.len().min(5)]
     );
+    println!("power: every event found at {:?}", began.elapsed());
     receiver
         .wait_delivered("/active", &acked, Duration::from_secs(60))
         .await;
+    println!("power: every event delivered at {:?}", began.elapsed());
     let tally = receiver.tally("/active");
     assert!(
         tally.bad_signatures.is_empty(),
@@ -239,4 +250,5 @@ async fn acknowledged_events_and_admin_changes_survive_power_cuts() {
         acked.len()
     );
     assert!(daemon.sigterm().await.success(), "{}", daemon.log());
+    println!("power: stopped at {:?}", began.elapsed());
 }
