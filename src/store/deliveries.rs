@@ -372,10 +372,14 @@ impl Store {
                 Ok((keys::tail_u64(&k).unwrap_or(0), event))
             }) {
                 Ok((seq, event)) => {
-                    let n = (event.fanned_out as usize).min(event.subs.len());
+                    // Only the fan-out can be without a record, and only if
+                    // the event names its subscriptions.
+                    let fan_out = event.subs.len().min(event.fanned_out as usize);
                     fresh.extend(
-                        event.deliveries[..n]
+                        event
+                            .deliveries
                             .iter()
+                            .take(fan_out)
                             .filter_map(|&id| event.fresh_delivery(seq, id))
                             .map(Ok),
                     );
