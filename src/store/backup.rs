@@ -324,7 +324,7 @@ fn sync_tree(dir: &Path) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{NewEvent, StoreOptions};
+    use crate::store::NewEvent;
 
     fn event(id: &str, ordering_key: Option<&str>) -> NewEvent {
         NewEvent {
@@ -342,12 +342,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn backup_rebuilds_due_index_and_lanes_and_cancels_orphans() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(StoreOptions {
-            path: &dir.path().join("store"),
-            cache_bytes: 1 << 20,
-        })
-        .unwrap();
+        let (dir, store) = crate::store::open_temp();
         // Subscription 7 exists (the backup only looks at the key); 8 does not,
         // as if it had been removed while its deliveries were being read.
         store

@@ -468,7 +468,7 @@ impl Iterator for AllDeliveries {
 mod tests {
     use super::super::{codec, keys};
     use crate::model::{now_ms, Attempt, Delivery, DeliveryStatus, Event};
-    use crate::store::{AttemptRecord, NewEvent, Store, StoreOptions};
+    use crate::store::{AttemptRecord, NewEvent};
 
     fn event(id: &str) -> NewEvent {
         NewEvent {
@@ -498,12 +498,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_attempt_lists_in_order_the_latest_from_the_delivery_record() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(StoreOptions {
-            path: &dir.path().join("store"),
-            cache_bytes: 1 << 20,
-        })
-        .unwrap();
+        let (_dir, store) = crate::store::open_temp();
         store
             .ingest(vec![event("e1")], vec![vec![1]])
             .await
@@ -548,12 +543,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_delivery_stored_with_its_own_record_at_ingest_still_reads_and_lists() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(StoreOptions {
-            path: &dir.path().join("store"),
-            cache_bytes: 1 << 20,
-        })
-        .unwrap();
+        let (_dir, store) = crate::store::open_temp();
         // As schema 1 stored an event: no subscriptions in it, a record per delivery.
         let (seq, id) = (store.next_id().unwrap(), store.next_id().unwrap());
         let old = Event {
@@ -608,12 +598,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_delivery_lists_once_in_id_order_with_a_record_or_without() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(StoreOptions {
-            path: &dir.path().join("store"),
-            cache_bytes: 1 << 20,
-        })
-        .unwrap();
+        let (_dir, store) = crate::store::open_temp();
         for id in ["e1", "e2", "e3"] {
             store
                 .ingest(vec![event(id)], vec![vec![1, 2]])

@@ -233,3 +233,15 @@ impl Store {
         Ok(())
     }
 }
+
+/// A store in a fresh temporary directory, for unit tests; keep the directory.
+#[cfg(test)]
+pub(crate) fn open_temp() -> (tempfile::TempDir, Arc<Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(StoreOptions {
+        path: &dir.path().join("store"),
+        cache_bytes: 1 << 20,
+    })
+    .unwrap();
+    (dir, store)
+}

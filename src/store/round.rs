@@ -48,7 +48,7 @@ impl Store {
 mod tests {
     use super::*;
     use crate::model::{now_ms, Attempt, DeliveryStatus};
-    use crate::store::{AttemptRecord, NewEvent, StoreOptions};
+    use crate::store::{AttemptRecord, NewEvent};
     use tokio::sync::oneshot;
 
     fn ingest(id: &str, sub: u64) -> IngestJob {
@@ -97,12 +97,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lane_head_closed_in_the_round_that_adds_to_its_lane_hands_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(StoreOptions {
-            path: &dir.path().join("store"),
-            cache_bytes: 1 << 20,
-        })
-        .unwrap();
+        let (_dir, store) = crate::store::open_temp();
         let (answers, _) = store.write_round(&[ingest("e1", 7)], &[]).unwrap();
         assert_eq!(answers[0][0].deliveries, 1);
         let head_id = due(&store, 7);
