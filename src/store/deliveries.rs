@@ -107,7 +107,14 @@ impl Store {
             return Ok(None);
         }
         let event = match record {
-            Some(record) => Some(self.event_from_record(delivery.event_seq, &record)?),
+            Some(FoundEvent {
+                header,
+                record,
+                inline_len,
+            }) => {
+                let inline = inline_len.map(|n| &record[record.len() - n..]);
+                Some(self.with_data(delivery.event_seq, header, inline)?)
+            }
             None => self.event_by_seq(delivery.event_seq)?,
         };
         let Some((event, data)) = event else {
@@ -344,11 +351,17 @@ impl Store {
         let Some((seq, v)) = found else {
             return Ok(None);
         };
-        let fresh = codec::decode_event(&v)?.0.fresh_delivery(seq, id);
-        Ok(fresh.map(|delivery| Found {
+        let (header, inline) = codec::decode_event(&v)?;
+        // Inline data is the record's tail.
+        let inline_len = inline.map(<[u8]>::len);
+        Ok(header.fresh_delivery(seq, id).map(|delivery| Found {
             delivery,
             latest: None,
-            event: Some(v),
+            event: Some(FoundEvent {
+                header,
+                record: v,
+                inline_len,
+            }),
         }))
     }
 
@@ -403,12 +416,12 @@ impl Store {
         let Some(v) = self.data.get(keys::with_u64(keys::EVENT, seq))? else {
             return Ok(None);
         };
-        self.event_from_record(seq, &v).map(Some)
+        let (event, inline) = codec::decode_event(&v)?;
+        self.with_data(seq, event, inline).map(Some)
     }
 
-    /// An event header and its data, from its record (and chunks).
-    fn event_from_record(&self, seq: u64, record: &[u8]) -> Result<(Event, Bytes)> {
-        let (event, inline) = codec::decode_event(record)?;
+    /// An event header with its data: the inline data, else its chunks.
+    fn with_data(&self, seq: u64, event: Event, inline: Option<&[u8]>) -> Result<(Event, Bytes)> {
         if let Some(data) = inline {
             return Ok((event, Bytes::copy_from_slice(data)));
         }
@@ -426,8 +439,17 @@ pub(super) struct Found {
     pub delivery: Delivery,
     /// Its latest attempt, which its record keeps (earlier ones are attempt records).
     pub latest: Option<Attempt>,
-    /// Its event's record, when that had to be read to find it.
-    pub event: Option<sled::IVec>,
+    /// Its event, when that had to be read to find it.
+    pub event: Option<FoundEvent>,
+}
+
+/// The event record [`Store::find_delivery`] read, and its header, decoded
+/// once: an attempt needs the header and the data.
+pub(super) struct FoundEvent {
+    pub header: Event,
+    pub record: sled::IVec,
+    /// The length of the data at the record's end, if it is inline.
+    pub inline_len: Option<usize>,
 }
 
 type Scan = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>;
@@ -594,6 +616,30 @@ mod tests {
         assert_eq!(due[1].event_seq, Some(all[1].event_seq));
         let fresh = store.load_for_attempt(due[1]).unwrap().unwrap();
         assert_eq!(fresh.delivery, all[1]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_without_a_record_loads_with_its_data_inline_or_in_chunks() {
+        let (_dir, store) = crate::store::open_temp();
+        let small = bytes::Bytes::from_static(br#"{"n":1}"#);
+        let large = bytes::Bytes::from(format!(
+            r#"{{"pad":"{}"}}"#,
+            "x".repeat(3 * keys::CHUNK_SIZE)
+        ));
+        for (id, data) in [("small", &small), ("large", &large)] {
+            let mut new = event(id);
+            new.data = data.clone();
+            store.ingest(vec![new], vec![vec![1]]).await.unwrap();
+        }
+        let due = store.due_batch(1, u64::MAX, 10, &|_| false).unwrap().ready;
+        assert_eq!(due.len(), 2);
+        for (due, (id, data)) in due.into_iter().zip([("small", &small), ("large", &large)]) {
+            assert!(due.event_seq.is_some());
+            let loaded = store.load_for_attempt(due).unwrap().unwrap();
+            assert_eq!(loaded.event.id, id);
+            assert_eq!(loaded.delivery.id, due.id);
+            assert_eq!(&loaded.data, data);
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
