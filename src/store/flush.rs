@@ -235,10 +235,10 @@ impl Flusher {
 }
 
 /// Keys a round's ingests write at most, about (a single request may exceed
-/// it): an event writes two, and one more per delivery. Keeps a round's
-/// batch bounded, so the memory sled holds on to until the batch ends, and
-/// the wait of whoever queued behind it. 1,536 is 512 events with one
-/// subscription each, or 15 with a hundred.
+/// it; see `IngestJob::keys`). Keeps a round's batch bounded, so the memory
+/// sled holds on to until the batch ends, and the wait of whoever queued
+/// behind it. 1,536 is 512 small events with one subscription each, 15 with
+/// a hundred, or 22 of 256 KiB.
 const ROUND_KEYS: usize = 1536;
 
 /// A write for the commit thread.
@@ -297,7 +297,7 @@ impl Queued {
             .iter()
             .take_while(|job| {
                 let first = keys == 0;
-                keys += job.routes.iter().map(|subs| 2 + subs.len()).sum::<usize>();
+                keys += job.keys();
                 first || keys <= ROUND_KEYS
             })
             .count();
@@ -441,7 +441,38 @@ impl BlobSync {
 
 #[cfg(test)]
 mod tests {
-    use super::BlobSync;
+    use super::{BlobSync, Queued, ROUND_KEYS};
+    use crate::store::ingest::IngestJob;
+    use crate::store::NewEvent;
+
+    fn job(data_len: usize, subs: usize) -> IngestJob {
+        IngestJob {
+            events: vec![NewEvent {
+                id: None,
+                event_type: "a.b".into(),
+                tenant: None,
+                ordering_key: None,
+                data: bytes::Bytes::from(vec![b'x'; data_len]),
+            }],
+            routes: vec![(0..subs as u64).collect()],
+            reply: tokio::sync::oneshot::channel().0,
+        }
+    }
+
+    #[test]
+    fn a_round_takes_ingests_up_to_its_key_bound_counting_data_chunks() {
+        let mut queued = Queued {
+            ingests: (0..1000).map(|_| job(100, 1)).collect(),
+            ..Queued::default()
+        };
+        assert_eq!(queued.take_round().ingests.len(), ROUND_KEYS / 3);
+        // 256 KiB of data is 64 chunks: a round holds 22 such events, not 512.
+        queued.ingests = (0..1000).map(|_| job(256 << 10, 1)).collect();
+        assert_eq!(queued.take_round().ingests.len(), ROUND_KEYS / 67);
+        // A single job over the bound still goes alone.
+        queued.ingests = vec![job(8 << 20, 1), job(100, 1)];
+        assert_eq!(queued.take_round().ingests.len(), 1);
+    }
 
     #[test]
     fn a_new_blob_file_is_fsynced_in_the_next_round_and_a_quiet_round_lists_nothing() {

@@ -37,6 +37,23 @@ pub(super) struct IngestJob {
     pub reply: oneshot::Sender<Result<Vec<Accepted>>>,
 }
 
+impl IngestJob {
+    /// About how many keys staging this job writes (`stage_ingests`): per
+    /// event its record and id key, its data chunks if the data is not
+    /// inline, and a key per delivery (two for the head of an ordered lane).
+    pub fn keys(&self) -> usize {
+        let chunks = |data: &[u8]| match data.len() {
+            n if n <= keys::INLINE_DATA => 0,
+            n => n.div_ceil(keys::CHUNK_SIZE),
+        };
+        self.events
+            .iter()
+            .zip(&self.routes)
+            .map(|(event, subs)| 2 + chunks(&event.data) + subs.len())
+            .sum()
+    }
+}
+
 impl Store {
     /// Stores events all-or-nothing, each fanned out to the subscription keys
     /// beside it in `routes`, and answers once they are durable. Requests that
