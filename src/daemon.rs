@@ -96,11 +96,13 @@ pub async fn run<S: Future<Output = ()>>(
         policy: policy.clone(),
         connect_timeout: config.delivery.timeout.0.min(Duration::from_secs(10)),
         pool_idle_timeout: Duration::from_secs(60),
-        // As many as can be in flight to one host: a pool that keeps fewer
-        // closes the rest after a burst and connects again for the next one
-        // (with 10 subscriptions on one host, connects were a sixth of the
-        // delivery workers' CPU).
-        max_idle_per_host: config.delivery.max_in_flight_total as usize,
+        // No cap of its own: the idle connections to a host are at most the
+        // attempts that were in flight to it at once, which
+        // `delivery.max_in_flight_total` bounds, as reloaded. A pool that
+        // keeps fewer closes the rest after a burst and connects again for
+        // the next one (with 10 subscriptions on one host, connects were a
+        // sixth of the delivery workers' CPU under a cap of 64).
+        max_idle_per_host: usize::MAX,
         proxy: config.delivery.proxy_uri().ok().flatten(),
         resolver: None,
     });
