@@ -142,6 +142,12 @@ pub fn encode_event(event: &Event, data: Option<&[u8]>) -> Vec<u8> {
     out
 }
 
+/// The inline data of an event record, given its length as `decode_event`
+/// found it: every version writes that data last.
+pub fn inline_data(record: &[u8], len: usize) -> &[u8] {
+    &record[record.len() - len..]
+}
+
 /// Decodes an event record of any version: its header, and its data if it
 /// is inline.
 pub fn decode_event(bytes: &[u8]) -> Result<(Event, Option<&[u8]>)> {
@@ -233,6 +239,7 @@ mod tests {
         let (event, data) = decode_event(&bytes).unwrap();
         assert_eq!(event, header());
         assert_eq!(data, Some(&b"{\"a\":1}"[..]));
+        assert_eq!(inline_data(&bytes, 7), b"{\"a\":1}");
 
         let bytes = encode_event(&header(), None);
         let (event, data) = decode_event(&bytes).unwrap();
@@ -257,6 +264,7 @@ mod tests {
         let (event, data) = decode_event(&bytes).unwrap();
         assert_eq!(event, without_subs());
         assert_eq!(data, Some(&b"{\"a\":1}"[..]));
+        assert_eq!(inline_data(&bytes, 7), b"{\"a\":1}");
     }
 
     #[test]

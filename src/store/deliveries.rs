@@ -112,7 +112,7 @@ impl Store {
                 record,
                 inline_len,
             }) => {
-                let inline = inline_len.map(|n| &record[record.len() - n..]);
+                let inline = inline_len.map(|n| codec::inline_data(&record, n));
                 Some(self.with_data(delivery.event_seq, header, inline)?)
             }
             None => self.event_by_seq(delivery.event_seq)?,
@@ -352,7 +352,6 @@ impl Store {
             return Ok(None);
         };
         let (header, inline) = codec::decode_event(&v)?;
-        // Inline data is the record's tail.
         let inline_len = inline.map(<[u8]>::len);
         Ok(header.fresh_delivery(seq, id).map(|delivery| Found {
             delivery,
@@ -448,7 +447,7 @@ pub(super) struct Found {
 pub(super) struct FoundEvent {
     pub header: Event,
     pub record: sled::IVec,
-    /// The length of the data at the record's end, if it is inline.
+    /// The length of its data, if that is inline (`codec::inline_data`).
     pub inline_len: Option<usize>,
 }
 
