@@ -20,6 +20,12 @@ pub(super) struct AttemptJob {
     pub reply: oneshot::Sender<Result<Recorded>>,
 }
 
+/// The due keys the attempts of one round changed, as the batch leaves them
+/// (`None`: removed): the store does not show them yet, and several members
+/// of one group may leave it in the same round.
+#[derive(Default)]
+pub(super) struct DueEdits(std::collections::HashMap<[u8; 25], Option<Vec<u8>>>);
+
 /// One bounded read of a subscription's due index.
 #[derive(Debug, Default)]
 pub struct DueScan {
@@ -76,19 +82,18 @@ impl Store {
                 scan.next_due = Some(next_at);
                 break;
             }
-            // Asked per key, after the key is seen: `record_attempt` marks a
-            // successor unsettled before its due key becomes visible.
-            if busy(delivery) || self.unsettled.lock().unwrap().contains(&delivery) {
-                continue;
+            for (id, event_seq) in keys::due_members(delivery, &v) {
+                // Asked per key, after the key is seen: `record_attempt` marks a
+                // successor unsettled before its due key becomes visible.
+                if busy(id) || self.unsettled.lock().unwrap().contains(&id) {
+                    continue;
+                }
+                if scan.ready.len() == limit {
+                    scan.next_due = Some(now);
+                    return Ok(scan);
+                }
+                scan.ready.push(Due { id, event_seq });
             }
-            if scan.ready.len() == limit {
-                scan.next_due = Some(now);
-                break;
-            }
-            scan.ready.push(Due {
-                id: delivery,
-                event_seq: (v.len() == 8).then(|| keys::be(&v)),
-            });
         }
         Ok(scan)
     }
@@ -158,8 +163,9 @@ impl Store {
         jobs: &[AttemptJob],
     ) -> Result<Vec<Recorded>> {
         let mut recorded = Vec::with_capacity(jobs.len());
+        let mut edits = DueEdits::default();
         for job in jobs {
-            match self.stage_attempt(batch, lanes, &job.before, &job.record) {
+            match self.stage_attempt(batch, lanes, &mut edits, &job.before, &job.record) {
                 Ok(r) => recorded.push(r),
                 Err(e) => {
                     self.settle_all(&recorded);
@@ -185,6 +191,7 @@ impl Store {
         &self,
         batch: &mut sled::Batch,
         lanes: &LanesInBatch,
+        edits: &mut DueEdits,
         before: &Delivery,
         record: &AttemptRecord,
     ) -> Result<Recorded> {
@@ -208,9 +215,12 @@ impl Store {
         next.last_error = record.attempt.error.clone();
         next.next_at = record.next_at;
 
-        batch.remove(&keys::due(current.sub_key, current.next_at, current.id));
-        if next.status.is_open() {
-            batch.insert(&keys::due(next.sub_key, next.next_at, next.id), &[]);
+        // Still due when it was: its entry stays, a group's member included.
+        if !next.status.is_open() || next.next_at != current.next_at {
+            self.remove_due(batch, edits, current.sub_key, current.next_at, current.id)?;
+            if next.status.is_open() {
+                batch.insert(&keys::due(next.sub_key, next.next_at, next.id), &[]);
+            }
         }
         // The record keeps the latest attempt: one key fewer for an attempt
         // that ends its delivery the first time.
@@ -260,6 +270,60 @@ impl Store {
             }
         }
         Ok(Some((next, made_due)))
+    }
+
+    /// Takes delivery `id`, due at `next_at`, out of the due index: removes
+    /// its key, or takes it out of its group, and the group's key with its
+    /// last member. Call with both locks held.
+    fn remove_due(
+        &self,
+        batch: &mut sled::Batch,
+        edits: &mut DueEdits,
+        sub_key: u64,
+        next_at: Millis,
+        id: u64,
+    ) -> Result<()> {
+        let own = keys::due(sub_key, next_at, id);
+        for item in self.data.scan_prefix(keys::due_at_prefix(sub_key, next_at)) {
+            let (k, stored) = item?;
+            let (Ok(key), Some((_, _, key_id))) =
+                (<[u8; 25]>::try_from(&k[..]), keys::parse_due(&k))
+            else {
+                continue;
+            };
+            let value = match edits.0.get(&key) {
+                Some(None) => continue,
+                Some(Some(edited)) => edited.clone(),
+                None => stored.to_vec(),
+            };
+            if !keys::is_due_group(&value) {
+                if key == own {
+                    batch.remove(&key);
+                    edits.0.insert(key, None);
+                    return Ok(());
+                }
+                continue;
+            }
+            let members: Vec<(u64, Option<u64>)> = keys::due_members(key_id, &value).collect();
+            if !members.iter().any(|&(member, _)| member == id) {
+                continue;
+            }
+            let rest: Vec<(u64, u64)> = members
+                .into_iter()
+                .filter(|&(member, _)| member != id)
+                .map(|(member, seq)| (member, seq.unwrap_or_default()))
+                .collect();
+            if rest.is_empty() {
+                batch.remove(&key);
+                edits.0.insert(key, None);
+            } else {
+                let value = keys::due_group(&rest);
+                batch.insert(&key, value.clone());
+                edits.0.insert(key, Some(value));
+            }
+            return Ok(());
+        }
+        Ok(())
     }
 
     /// The batch that made `successor` due is durable: it may be attempted.

@@ -88,6 +88,8 @@ impl Store {
         };
         // Ids new in this very round: a repeat inside it is a duplicate too.
         let mut fresh: HashMap<&str, usize> = HashMap::new();
+        // The round's unordered deliveries, per subscription: one due key each.
+        let mut due: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
         for job in jobs {
             let mut job_answers = Vec::with_capacity(job.events.len());
             for (event, subs) in job.events.iter().zip(&job.routes) {
@@ -113,7 +115,10 @@ impl Store {
                     // what it is (see `Event::fresh_delivery`).
                     let delivery =
                         Delivery::new(delivery_id, seq, sub_key, event.ordering_key.clone(), now);
-                    if self.enqueue(batch, lanes, &delivery)? {
+                    if delivery.lane.is_none() {
+                        due.entry(sub_key).or_default().push((delivery_id, seq));
+                    } else if self.enqueue(batch, lanes, &delivery)? {
+                        // A lane's head: a due key of its own (`repair_lanes` looks for it).
                         batch.insert(&keys::due(sub_key, now, delivery_id), &seq.to_be_bytes());
                     }
                     delivery_ids.push(delivery_id);
@@ -151,6 +156,16 @@ impl Store {
                 });
             }
             staged.answers.push(job_answers);
+        }
+        for (sub_key, members) in due {
+            for group in members.chunks(keys::DUE_GROUP_MAX) {
+                match *group {
+                    [(delivery_id, seq)] => {
+                        batch.insert(&keys::due(sub_key, now, delivery_id), &seq.to_be_bytes())
+                    }
+                    _ => batch.insert(&keys::due(sub_key, now, group[0].0), keys::due_group(group)),
+                }
+            }
         }
         Ok(staged)
     }

@@ -13,7 +13,10 @@ pub const IDEM: u8 = b'I';
 pub const DELIVERY: u8 = b'D';
 /// Due index of open deliveries: `Q` ‖ sub key ‖ next_at ‖ delivery id →
 /// the event seq (u64) where ingest wrote it, else nothing: where to find a
-/// delivery that has no record yet without a search.
+/// delivery that has no record yet without a search. Or a due group: the
+/// unordered deliveries one ingest round opened for one subscription, under
+/// the first one's id ([`due_group`]); the group loses a member per attempt
+/// that closes or moves it, and its key goes with the last.
 pub const DUE: u8 = b'Q';
 /// Attempts: `A` ‖ delivery id ‖ attempt no (u32), all but the latest, which
 /// its delivery record keeps.
@@ -83,6 +86,53 @@ pub fn parse_due(k: &[u8]) -> Option<(u64, u64, u64)> {
     Some((be(&k[1..9]), be(&k[9..17]), be(&k[17..25])))
 }
 
+/// `Q ‖ sub ‖ next_at`: the prefix of one subscription's due entries at one time.
+pub fn due_at_prefix(sub: u64, next_at: u64) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k.copy_from_slice(&due(sub, next_at, 0)[..17]);
+    k
+}
+
+/// The first byte of a due group's value. A group is `DUE_GROUP` and then
+/// (delivery id, event seq) per member, 1 + 16n bytes; a due key of one
+/// delivery holds 0 or 8, so the length tells them apart.
+const DUE_GROUP: u8 = b'G';
+
+/// Members a due group holds at most: its value stays within `CHUNK_SIZE`,
+/// so a leaf of groups stays below sled's blob threshold as a leaf of chunks does.
+pub const DUE_GROUP_MAX: usize = (CHUNK_SIZE - 1) / 16;
+
+/// The value of a due group of (delivery id, event seq) members, in id order.
+pub fn due_group(members: &[(u64, u64)]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(1 + 16 * members.len());
+    v.push(DUE_GROUP);
+    for (delivery, seq) in members {
+        v.extend_from_slice(&delivery.to_be_bytes());
+        v.extend_from_slice(&seq.to_be_bytes());
+    }
+    v
+}
+
+/// Whether a due key's value is a group rather than one delivery's.
+pub fn is_due_group(v: &[u8]) -> bool {
+    v.first() == Some(&DUE_GROUP) && v.len() % 16 == 1
+}
+
+/// The deliveries a due key makes due, each with its event's seq where the
+/// key knows it: the key's own delivery, or a group's members.
+pub fn due_members(key_delivery: u64, v: &[u8]) -> impl Iterator<Item = (u64, Option<u64>)> + '_ {
+    let (one, group) = if is_due_group(v) {
+        (None, &v[1..])
+    } else {
+        (Some((key_delivery, (v.len() == 8).then(|| be(v)))), &[][..])
+    };
+    one.into_iter().chain(
+        group
+            .chunks_exact(16)
+            .map(|m| (be(&m[..8]), Some(be(&m[8..])))),
+    )
+}
+
 /// `L ‖ sub ‖ len ‖ key`: the prefix of one ordered lane.
 pub fn lane_prefix(sub: u64, key: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(10 + key.len() + 8);
@@ -141,6 +191,25 @@ mod tests {
         assert!(a < b && b < c);
         assert_eq!(parse_due(&b), Some((1, 200, 1)));
         assert!(a.starts_with(&due_prefix(1)));
+    }
+
+    #[test]
+    fn a_due_value_is_one_delivery_or_a_group() {
+        let members = |key: u64, v: &[u8]| due_members(key, v).collect::<Vec<_>>();
+        assert_eq!(members(5, &[]), vec![(5, None)]);
+        // A seq whose first byte is the group tag is still one delivery's.
+        let seq = u64::from_be_bytes([b'G', 0, 0, 0, 0, 0, 0, 1]);
+        assert_eq!(members(5, &seq.to_be_bytes()), vec![(5, Some(seq))]);
+        let group = due_group(&[(5, 40), (6, 40), (9, 41)]);
+        assert!(is_due_group(&group));
+        assert_eq!(
+            members(5, &group),
+            vec![(5, Some(40)), (6, Some(40)), (9, Some(41))]
+        );
+        // The key keeps its first member's id after that member has gone.
+        assert_eq!(members(5, &due_group(&[(9, 41)])), vec![(9, Some(41))]);
+        assert!(due(1, 7, 3).starts_with(&due_at_prefix(1, 7)));
+        assert!(!due(1, 8, 0).starts_with(&due_at_prefix(1, 7)));
     }
 
     #[test]

@@ -38,7 +38,9 @@ use std::sync::{Arc, Mutex};
 /// and marks an older one with this version before it writes to it.
 /// 2: a fan-out delivery has no record until it changes (see `Event::subs`),
 /// and a delivery record keeps the latest attempt.
-pub const SCHEMA_VERSION: u32 = 2;
+/// 3: the unordered deliveries an ingest round opens for one subscription
+/// share one due key (`keys::due_group`).
+pub const SCHEMA_VERSION: u32 = 3;
 const SCHEMA_KEY: &[u8] = b"schema";
 
 /// The open store. Cheap to share behind an `Arc`.
@@ -211,9 +213,9 @@ impl Store {
     fn count_open_deliveries(&self) -> Result<()> {
         let mut open = HashMap::new();
         for item in self.data.scan_prefix([keys::DUE]) {
-            let (k, _) = item?;
-            if let Some((sub, _, _)) = keys::parse_due(&k) {
-                *open.entry(sub).or_insert(0u64) += 1;
+            let (k, v) = item?;
+            if let Some((sub, _, id)) = keys::parse_due(&k) {
+                *open.entry(sub).or_insert(0u64) += keys::due_members(id, &v).count() as u64;
             }
         }
         // Lane entries behind each head are open too (the head is counted above).

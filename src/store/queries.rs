@@ -222,25 +222,34 @@ impl Store {
             batch.remove(&keys::with_u64(keys::SUB, sub_key));
             let due = self.data.scan_prefix(keys::due_prefix(sub_key));
             let lanes = self.data.scan_prefix(keys::with_u64(keys::LANE, sub_key));
+            // A lane's head has a due key and a lane key: cancelled once.
+            let mut seen = std::collections::HashSet::new();
             for item in due.chain(lanes) {
-                let (k, _) = item?;
-                let id = match k[0] {
-                    keys::DUE => keys::parse_due(&k).map(|(_, _, id)| id),
-                    _ => keys::lane_delivery(&k),
+                let (k, v) = item?;
+                let ids: Vec<(u64, Option<u64>)> = match k[0] {
+                    keys::DUE => keys::parse_due(&k)
+                        .map(|(_, _, id)| keys::due_members(id, &v).collect())
+                        .unwrap_or_default(),
+                    _ => keys::lane_delivery(&k)
+                        .map(|id| (id, None))
+                        .into_iter()
+                        .collect(),
                 };
-                let found = match id {
-                    Some(id) => self.find_delivery(id, None)?,
-                    None => None,
-                };
-                if let Some(mut found) = found.filter(|f| f.delivery.status.is_open()) {
-                    cancelled += 1;
-                    let d = &mut found.delivery;
-                    d.status = DeliveryStatus::Cancelled;
-                    d.updated_at = now;
-                    batch.insert(
-                        &keys::with_u64(keys::DELIVERY, d.id),
-                        codec::encode_delivery(d, found.latest.as_ref()),
-                    );
+                for (id, event_seq) in ids {
+                    if !seen.insert(id) {
+                        continue;
+                    }
+                    let found = self.find_delivery(id, event_seq)?;
+                    if let Some(mut found) = found.filter(|f| f.delivery.status.is_open()) {
+                        cancelled += 1;
+                        let d = &mut found.delivery;
+                        d.status = DeliveryStatus::Cancelled;
+                        d.updated_at = now;
+                        batch.insert(
+                            &keys::with_u64(keys::DELIVERY, d.id),
+                            codec::encode_delivery(d, found.latest.as_ref()),
+                        );
+                    }
                 }
                 batch.remove(k);
             }

@@ -65,6 +65,13 @@ mod tests {
         }
     }
 
+    fn unordered(id: &str, subs: &[u64]) -> IngestJob {
+        let mut job = ingest(id, 0);
+        job.events[0].ordering_key = None;
+        job.routes = vec![subs.to_vec()];
+        job
+    }
+
     fn delivered(before: &crate::model::Delivery) -> AttemptJob {
         AttemptJob {
             before: before.clone(),
@@ -93,6 +100,107 @@ mod tests {
             .into_iter()
             .map(|due| due.id)
             .collect()
+    }
+
+    fn due_now(store: &Store, sub: u64) -> Vec<u64> {
+        let now = now_ms();
+        let ready = store.due_batch(sub, now, 100, &|_| false).unwrap().ready;
+        ready.into_iter().map(|due| due.id).collect()
+    }
+
+    fn due_keys(store: &Store, sub: u64) -> usize {
+        store
+            .data
+            .scan_prefix(crate::store::keys::due_prefix(sub))
+            .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_rounds_unordered_deliveries_share_a_due_key_until_the_last_leaves() {
+        let (_dir, store) = crate::store::open_temp();
+        let jobs: Vec<IngestJob> = (0..4)
+            .map(|n| unordered(&format!("e{n}"), &[7, 8]))
+            .collect();
+        store.write_round(&jobs, &[]).unwrap();
+        assert_eq!((due_keys(&store, 7), due_keys(&store, 8)), (1, 1));
+        let ids = due_now(&store, 7);
+        assert_eq!(ids.len(), 4);
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "in ingest order");
+        // A scan that stops inside the group says more is due now.
+        let first = store.due_batch(7, now_ms(), 1, &|_| false).unwrap();
+        assert_eq!(first.ready.len(), 1);
+        assert!(first.next_due.is_some());
+        // Busy members are skipped, the rest of the group is read.
+        let rest = store
+            .due_batch(7, now_ms(), 100, &|id| id == ids[0])
+            .unwrap();
+        assert_eq!(rest.ready.len(), 3);
+        let before: Vec<_> = ids
+            .iter()
+            .map(|&id| store.delivery(id).unwrap().unwrap())
+            .collect();
+
+        // Two members close in one round and a third fails, due again later.
+        let mut retry = delivered(&before[2]);
+        retry.record.attempt.status = Some(503);
+        retry.record.status = DeliveryStatus::Failed;
+        retry.record.next_at = before[2].next_at + 60_000;
+        let (_, recorded) = store
+            .write_round(&[], &[delivered(&before[0]), delivered(&before[1]), retry])
+            .unwrap();
+        assert!(recorded.iter().all(Option::is_some));
+        assert_eq!(due_now(&store, 7), vec![ids[3]]);
+        let later = store.due_batch(7, u64::MAX, 100, &|_| false).unwrap();
+        let later: Vec<u64> = later.ready.iter().map(|due| due.id).collect();
+        assert_eq!(later, vec![ids[3], ids[2]]);
+        assert_eq!(store.open_count(7), 2);
+        assert_eq!(due_keys(&store, 7), 2);
+
+        // The last member leaves: the group's key goes with it.
+        store.write_round(&[], &[delivered(&before[3])]).unwrap();
+        assert_eq!(due_keys(&store, 7), 1);
+        assert!(due_now(&store, 7).is_empty());
+        // Counted from the index as a restart counts: members, not keys.
+        store.count_open_deliveries().unwrap();
+        assert_eq!((store.open_count(7), store.open_count(8)), (1, 4));
+
+        // Removing a subscription cancels every member of its groups.
+        let of_8 = due_now(&store, 8);
+        assert_eq!(store.remove_subscription(8).await.unwrap(), 4);
+        assert_eq!(due_keys(&store, 8), 0);
+        for id in of_8 {
+            let status = store.delivery(id).unwrap().unwrap().status;
+            assert_eq!(status, DeliveryStatus::Cancelled);
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_due_group_holds_a_bounded_number_and_a_round_makes_as_many_as_it_needs() {
+        use crate::store::keys::{self, DUE_GROUP_MAX};
+        let (_dir, store) = crate::store::open_temp();
+        let mut job = unordered("b0", &[9]);
+        let n = DUE_GROUP_MAX + 10;
+        job.events = (0..n)
+            .map(|i| NewEvent {
+                id: Some(format!("b{i}")),
+                ..job.events[0].clone()
+            })
+            .collect();
+        job.routes = vec![vec![9]; n];
+        store.write_round(&[job], &[]).unwrap();
+        assert_eq!(due_keys(&store, 9), 2);
+        for item in store.data.scan_prefix(keys::due_prefix(9)) {
+            assert!(item.unwrap().1.len() <= keys::CHUNK_SIZE);
+        }
+        let ready = store.due_batch(9, now_ms(), n + 1, &|_| false).unwrap().ready;
+        assert_eq!(ready.len(), n);
+        // A member of the second group leaves; both groups are at one time.
+        let last = store.delivery(ready[n - 1].id).unwrap().unwrap();
+        store.write_round(&[], &[delivered(&last)]).unwrap();
+        let ready = store.due_batch(9, now_ms(), n + 1, &|_| false).unwrap().ready;
+        assert_eq!(ready.len(), n - 1);
+        assert!(ready.iter().all(|due| due.id != last.id));
+        assert_eq!(due_keys(&store, 9), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
