@@ -23,7 +23,7 @@
 //! directory, before the data file in the same round.
 
 use super::deliveries::AttemptJob;
-use super::ingest::IngestJob;
+use super::ingest::{IngestJob, RoundKeys};
 use super::Store;
 use crate::error::{Error, Result};
 use crate::metrics::{Histogram, FLUSH_BUCKETS};
@@ -235,10 +235,11 @@ impl Flusher {
 }
 
 /// Keys a round's ingests write at most, about (a single request may exceed
-/// it; see `IngestJob::keys`). Keeps a round's batch bounded, so the memory
+/// it; see `RoundKeys`). Keeps a round's batch bounded, so the memory
 /// sled holds on to until the batch ends, and the wait of whoever queued
-/// behind it. 1,536 is 512 small events with one subscription each, 15 with
-/// a hundred, or 22 of 256 KiB.
+/// behind it. 1,536 is 766 small events with one subscription each, 618
+/// with a hundred (deliveries share due keys), 384 with one ordered
+/// delivery each, or 23 of 256 KiB.
 const ROUND_KEYS: usize = 1536;
 
 /// A write for the commit thread.
@@ -291,14 +292,14 @@ impl Queued {
     /// The next round's work, oldest first: every attempt, and ingests up to
     /// [`ROUND_KEYS`] (at least one).
     fn take_round(&mut self) -> Queued {
-        let mut keys = 0;
+        let mut keys = RoundKeys::default();
         let take = self
             .ingests
             .iter()
-            .take_while(|job| {
-                let first = keys == 0;
-                keys += job.keys();
-                first || keys <= ROUND_KEYS
+            .enumerate()
+            .take_while(|(n, job)| {
+                let total = keys.add(job);
+                *n == 0 || total <= ROUND_KEYS
             })
             .count();
         Queued {
@@ -441,8 +442,9 @@ impl BlobSync {
 
 #[cfg(test)]
 mod tests {
-    use super::{BlobSync, Queued, ROUND_KEYS};
+    use super::{BlobSync, Queued, RoundKeys, ROUND_KEYS};
     use crate::store::ingest::IngestJob;
+    use crate::store::keys;
     use crate::store::NewEvent;
 
     fn job(data_len: usize, subs: usize) -> IngestJob {
@@ -465,10 +467,31 @@ mod tests {
             ingests: (0..1000).map(|_| job(100, 1)).collect(),
             ..Queued::default()
         };
-        assert_eq!(queued.take_round().ingests.len(), ROUND_KEYS / 3);
-        // 256 KiB of data is 64 chunks: a round holds 22 such events, not 512.
+        // Two keys an event, and a due key per 255 of the round's deliveries:
+        // 2 × 766 + 4 = 1,536.
+        assert_eq!(queued.take_round().ingests.len(), 766);
+        // A hundred subscriptions add a hundred due keys per 255 events, not
+        // a hundred to every event: 2 × 618 + 300.
+        queued.ingests = (0..1000).map(|_| job(100, 100)).collect();
+        assert_eq!(queued.take_round().ingests.len(), 618);
+        // 256 KiB of data is 64 chunks: a round holds 23 such events.
         queued.ingests = (0..1000).map(|_| job(256 << 10, 1)).collect();
-        assert_eq!(queued.take_round().ingests.len(), ROUND_KEYS / 67);
+        assert_eq!(queued.take_round().ingests.len(), 23);
+        // An ordered delivery has a lane key and perhaps a due key of its own.
+        queued.ingests = (0..1000)
+            .map(|_| {
+                let mut ordered = job(100, 1);
+                ordered.events[0].ordering_key = Some("k".into());
+                ordered
+            })
+            .collect();
+        assert_eq!(queued.take_round().ingests.len(), ROUND_KEYS / 4);
+        // More deliveries than a group holds take another due key.
+        let mut big = job(100, 1);
+        big.events = vec![big.events[0].clone(); keys::DUE_GROUP_MAX + 1];
+        big.routes = vec![vec![0]; keys::DUE_GROUP_MAX + 1];
+        let mut round = RoundKeys::default();
+        assert_eq!(round.add(&big), 2 * (keys::DUE_GROUP_MAX + 1) + 2);
         // A single job over the bound still goes alone.
         queued.ingests = vec![job(8 << 20, 1), job(100, 1)];
         assert_eq!(queued.take_round().ingests.len(), 1);

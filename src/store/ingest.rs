@@ -37,20 +37,39 @@ pub(super) struct IngestJob {
     pub reply: oneshot::Sender<Result<Vec<Accepted>>>,
 }
 
-impl IngestJob {
-    /// About how many keys staging this job writes (`stage_ingests`): per
-    /// event its record and id key, its data chunks if the data is not
-    /// inline, and a key per delivery (two for the head of an ordered lane).
-    pub fn keys(&self) -> usize {
-        let chunks = |data: &[u8]| match data.len() {
-            n if n <= keys::INLINE_DATA => 0,
-            n => n.div_ceil(keys::CHUNK_SIZE),
-        };
-        self.events
-            .iter()
-            .zip(&self.routes)
-            .map(|(event, subs)| 2 + chunks(&event.data) + subs.len())
-            .sum()
+/// The keys a round's ingests write, about, counted job by job as
+/// `stage_ingests` writes them: per event its record and id key and its data
+/// chunks if the data is not inline; per ordered delivery a lane key and
+/// perhaps a due key; per subscription a due key for every `DUE_GROUP_MAX`
+/// unordered deliveries. Repeats, which write nothing, are counted too.
+#[derive(Default)]
+pub(super) struct RoundKeys {
+    keys: usize,
+    /// Unordered deliveries so far, per subscription.
+    grouped: HashMap<u64, usize>,
+}
+
+impl RoundKeys {
+    /// Adds a job; the keys of the round so far.
+    pub fn add(&mut self, job: &IngestJob) -> usize {
+        for (event, subs) in job.events.iter().zip(&job.routes) {
+            self.keys += 2 + match event.data.len() {
+                n if n <= keys::INLINE_DATA => 0,
+                n => n.div_ceil(keys::CHUNK_SIZE),
+            };
+            if event.ordering_key.is_some() {
+                self.keys += 2 * subs.len();
+                continue;
+            }
+            for &sub in subs {
+                let n = self.grouped.entry(sub).or_insert(0);
+                if *n % keys::DUE_GROUP_MAX == 0 {
+                    self.keys += 1;
+                }
+                *n += 1;
+            }
+        }
+        self.keys
     }
 }
 

@@ -192,12 +192,18 @@ mod tests {
         for item in store.data.scan_prefix(keys::due_prefix(9)) {
             assert!(item.unwrap().1.len() <= keys::CHUNK_SIZE);
         }
-        let ready = store.due_batch(9, now_ms(), n + 1, &|_| false).unwrap().ready;
+        let ready = store
+            .due_batch(9, now_ms(), n + 1, &|_| false)
+            .unwrap()
+            .ready;
         assert_eq!(ready.len(), n);
         // A member of the second group leaves; both groups are at one time.
         let last = store.delivery(ready[n - 1].id).unwrap().unwrap();
         store.write_round(&[], &[delivered(&last)]).unwrap();
-        let ready = store.due_batch(9, now_ms(), n + 1, &|_| false).unwrap().ready;
+        let ready = store
+            .due_batch(9, now_ms(), n + 1, &|_| false)
+            .unwrap()
+            .ready;
         assert_eq!(ready.len(), n - 1);
         assert!(ready.iter().all(|due| due.id != last.id));
         assert_eq!(due_keys(&store, 9), 2);
