@@ -268,7 +268,7 @@ impl Default for StorageConfig {
             path: PathBuf::from("/var/lib/hookd"),
             max_disk: ByteSize(10 << 30),
             retention: Dur(Duration::from_secs(7 * 86400)),
-            cache: ByteSize(16 << 20),
+            cache: ByteSize(4 << 20),
         }
     }
 }
