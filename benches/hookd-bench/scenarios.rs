@@ -339,6 +339,15 @@ impl Bench {
             "/s",
         );
         s.add("deliveries", delivered as f64, "");
+        // How long deliveries went on after the last ingest answer: about
+        // zero while delivery keeps pace with ingest; when it falls behind,
+        // this is the queue the latencies above include.
+        let ingest_end_ns = out.started_ns + out.elapsed.as_nanos() as u64;
+        s.add(
+            "delivery_tail",
+            sum.last_ns.saturating_sub(ingest_end_ns) as f64 / 1e6,
+            "ms",
+        );
         delivery_latencies(&mut s, &sum);
         s.add("missing", sum.missing as f64, "");
         s.add("duplicates", sum.duplicates as f64, "");
