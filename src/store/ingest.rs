@@ -182,7 +182,13 @@ impl Store {
                     [(delivery_id, seq)] => {
                         batch.insert(&keys::due(sub_key, now, delivery_id), &seq.to_be_bytes())
                     }
-                    _ => batch.insert(&keys::due(sub_key, now, group[0].0), keys::due_group(group)),
+                    // Under an id no delivery has: an attempt that puts a
+                    // delivery back at this time then writes its own key,
+                    // never over the group (wall clocks can step back).
+                    _ => batch.insert(
+                        &keys::due(sub_key, now, self.db.generate_id()?),
+                        keys::due_group(group),
+                    ),
                 }
             }
         }

@@ -15,7 +15,7 @@ pub const DELIVERY: u8 = b'D';
 /// the event seq (u64) where ingest wrote it, else nothing: where to find a
 /// delivery that has no record yet without a search. Or a due group: the
 /// unordered deliveries one ingest round opened for one subscription, under
-/// the first one's id ([`due_group`]); the group loses a member per attempt
+/// an id of its own that no delivery has ([`due_group`]); the group loses a member per attempt
 /// that closes or moves it, and its key goes with the last.
 pub const DUE: u8 = b'Q';
 /// Attempts: `A` ‖ delivery id ‖ attempt no (u32), all but the latest, which
@@ -206,7 +206,7 @@ mod tests {
             members(5, &group),
             vec![(5, Some(40)), (6, Some(40)), (9, Some(41))]
         );
-        // The key keeps its first member's id after that member has gone.
+        // A group's key id is not one of its members.
         assert_eq!(members(5, &due_group(&[(9, 41)])), vec![(9, Some(41))]);
         assert!(due(1, 7, 3).starts_with(&due_at_prefix(1, 7)));
         assert!(!due(1, 8, 0).starts_with(&due_at_prefix(1, 7)));

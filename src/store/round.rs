@@ -141,10 +141,7 @@ mod tests {
             .collect();
 
         // Two members close in one round and a third fails, due again later.
-        let mut retry = delivered(&before[2]);
-        retry.record.attempt.status = Some(503);
-        retry.record.status = DeliveryStatus::Failed;
-        retry.record.next_at = before[2].next_at + 60_000;
+        let retry = retried(&before[2], before[2].next_at + 60_000);
         let (_, recorded) = store
             .write_round(&[], &[delivered(&before[0]), delivered(&before[1]), retry])
             .unwrap();
@@ -172,6 +169,45 @@ mod tests {
             let status = store.delivery(id).unwrap().unwrap().status;
             assert_eq!(status, DeliveryStatus::Cancelled);
         }
+    }
+
+    /// An attempt outcome that keeps a delivery open at another time.
+    fn retried(before: &crate::model::Delivery, next_at: u64) -> AttemptJob {
+        let mut job = delivered(before);
+        job.record.attempt.status = Some(503);
+        job.record.status = DeliveryStatus::Failed;
+        job.record.next_at = next_at;
+        job
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delivery_put_back_at_its_groups_time_leaves_the_group_whole() {
+        let (_dir, store) = crate::store::open_temp();
+        let jobs = [unordered("g0", &[7]), unordered("g1", &[7])];
+        store.write_round(&jobs, &[]).unwrap();
+        let ids = due(&store, 7);
+        assert_eq!(ids.len(), 2);
+        let first = store.delivery(ids[0]).unwrap().unwrap();
+        let group_at = first.next_at;
+        // The first member leaves for later, then (the wall clock stepped
+        // back) is put back at the group's very time.
+        store
+            .write_round(&[], &[retried(&first, group_at + 60_000)])
+            .unwrap();
+        let moved = store.delivery(ids[0]).unwrap().unwrap();
+        store
+            .write_round(&[], &[retried(&moved, group_at)])
+            .unwrap();
+        let mut now_due = store
+            .due_batch(7, group_at, 100, &|_| false)
+            .unwrap()
+            .ready
+            .into_iter()
+            .map(|due| due.id)
+            .collect::<Vec<_>>();
+        now_due.sort_unstable();
+        assert_eq!(now_due, ids, "both members due at the group's time");
+        assert_eq!(due_keys(&store, 7), 2);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
