@@ -20,11 +20,24 @@ pub(super) struct AttemptJob {
     pub reply: oneshot::Sender<Result<Recorded>>,
 }
 
-/// The due keys the attempts of one round changed, as the batch leaves them
-/// (`None`: removed): the store does not show them yet, and several members
-/// of one group may leave it in the same round.
+/// The due groups the attempts of one round took members out of, with the
+/// members left: the store does not show the round's changes yet, several
+/// members of one group may leave in the same round, and each group is
+/// written once, when the round's attempts are staged ([`DueEdits::write`]).
 #[derive(Default)]
-pub(super) struct DueEdits(std::collections::HashMap<[u8; 25], Option<Vec<u8>>>);
+pub(super) struct DueEdits(std::collections::HashMap<[u8; 25], Vec<(u64, u64)>>);
+
+impl DueEdits {
+    /// Adds the groups to `batch`, each key removed with its last member.
+    fn write(self, batch: &mut sled::Batch) {
+        for (key, members) in self.0 {
+            match members.is_empty() {
+                true => batch.remove(&key),
+                false => batch.insert(&key, keys::due_group(&members)),
+            }
+        }
+    }
+}
 
 /// One bounded read of a subscription's due index.
 #[derive(Debug, Default)]
@@ -173,6 +186,7 @@ impl Store {
                 }
             }
         }
+        edits.write(batch);
         Ok(recorded)
     }
 
@@ -273,8 +287,8 @@ impl Store {
     }
 
     /// Takes delivery `id`, due at `next_at`, out of the due index: removes
-    /// its key, or takes it out of its group, and the group's key with its
-    /// last member. Call with both locks held.
+    /// its key, or takes it out of its group in `edits`. Call with both
+    /// locks held.
     fn remove_due(
         &self,
         batch: &mut sled::Batch,
@@ -286,42 +300,28 @@ impl Store {
         let own = keys::due(sub_key, next_at, id);
         for item in self.data.scan_prefix(keys::due_at_prefix(sub_key, next_at)) {
             let (k, stored) = item?;
-            let (Ok(key), Some((_, _, key_id))) =
-                (<[u8; 25]>::try_from(&k[..]), keys::parse_due(&k))
-            else {
+            let Ok(key) = <[u8; 25]>::try_from(&k[..]) else {
                 continue;
             };
-            let value = match edits.0.get(&key) {
-                Some(None) => continue,
-                Some(Some(edited)) => edited.clone(),
-                None => stored.to_vec(),
-            };
-            if !keys::is_due_group(&value) {
+            if !keys::is_due_group(&stored) {
                 if key == own {
                     batch.remove(&key);
-                    edits.0.insert(key, None);
                     return Ok(());
                 }
                 continue;
             }
-            let members: Vec<(u64, Option<u64>)> = keys::due_members(key_id, &value).collect();
-            if !members.iter().any(|&(member, _)| member == id) {
+            // A group this round already edited is read from the edit.
+            let edited = edits.0.contains_key(&key);
+            if !edited && !keys::group_members(&stored).any(|(member, _)| member == id) {
                 continue;
             }
-            let rest: Vec<(u64, u64)> = members
-                .into_iter()
-                .filter(|&(member, _)| member != id)
-                .map(|(member, seq)| (member, seq.unwrap_or_default()))
-                .collect();
-            if rest.is_empty() {
-                batch.remove(&key);
-                edits.0.insert(key, None);
-            } else {
-                let value = keys::due_group(&rest);
-                batch.insert(&key, value.clone());
-                edits.0.insert(key, Some(value));
+            let members = (edits.0)
+                .entry(key)
+                .or_insert_with(|| keys::group_members(&stored).collect());
+            if let Some(at) = members.iter().position(|&(member, _)| member == id) {
+                members.remove(at);
+                return Ok(());
             }
-            return Ok(());
         }
         Ok(())
     }

@@ -118,19 +118,18 @@ pub fn is_due_group(v: &[u8]) -> bool {
     v.first() == Some(&DUE_GROUP) && v.len() % 16 == 1
 }
 
+/// A due group's (delivery id, event seq) members; none if `v` is not a group.
+pub fn group_members(v: &[u8]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    let members = if is_due_group(v) { &v[1..] } else { &[][..] };
+    members.chunks_exact(16).map(|m| (be(&m[..8]), be(&m[8..])))
+}
+
 /// The deliveries a due key makes due, each with its event's seq where the
 /// key knows it: the key's own delivery, or a group's members.
 pub fn due_members(key_delivery: u64, v: &[u8]) -> impl Iterator<Item = (u64, Option<u64>)> + '_ {
-    let (one, group) = if is_due_group(v) {
-        (None, &v[1..])
-    } else {
-        (Some((key_delivery, (v.len() == 8).then(|| be(v)))), &[][..])
-    };
-    one.into_iter().chain(
-        group
-            .chunks_exact(16)
-            .map(|m| (be(&m[..8]), Some(be(&m[8..])))),
-    )
+    let one = (!is_due_group(v)).then(|| (key_delivery, (v.len() == 8).then(|| be(v))));
+    one.into_iter()
+        .chain(group_members(v).map(|(id, seq)| (id, Some(seq))))
 }
 
 /// `L ‖ sub ‖ len ‖ key`: the prefix of one ordered lane.
