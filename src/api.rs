@@ -74,6 +74,10 @@ pub struct StoreStatus {
     pub path: String,
     pub size_bytes: u64,
     pub max_disk_bytes: u64,
+    /// What the stored events account for, which the disk budget also
+    /// judges (sled's file seldom shrinks when retention frees space).
+    #[serde(default)]
+    pub held_bytes: u64,
 }
 
 /// Subscriptions by state.

@@ -137,6 +137,7 @@ fn status(s: &AdminState) -> Answer {
             path: s.store.path().display().to_string(),
             size_bytes: s.store.size_on_disk(),
             max_disk_bytes: s.ingest.settings.read().unwrap().max_disk,
+            held_bytes: s.store.held_bytes(),
         },
         subscriptions: api::SubscriptionCounts {
             active: count("active"),

@@ -105,6 +105,10 @@ impl Store {
         let meta = db.open_tree("meta")?;
         for item in self.db.open_tree("meta")?.iter() {
             let (k, v) = item?;
+            if k == super::open::COUNTS_KEY {
+                // True of the live store at its last shutdown, not of this copy.
+                continue;
+            }
             meta.insert(k, v)?;
         }
         let mut out = Writer::new(db.open_tree("data")?);

@@ -31,7 +31,7 @@ use crate::model::Subscription;
 use open::{create_private_dir, restrict_files};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The schema this hookd writes; it opens stores of this version or older,
@@ -63,6 +63,8 @@ pub struct Store {
     unsettled: Mutex<std::collections::HashSet<u64>>,
     /// Bytes the stored events hold (see `budget`), counted at open and kept live.
     held: AtomicU64,
+    /// Set by the clean shutdown, under both locks: no write may follow it.
+    closed: AtomicBool,
 }
 
 /// How to open the store.
@@ -100,31 +102,55 @@ impl Store {
             open: Mutex::new(HashMap::new()),
             unsettled: Mutex::new(Default::default()),
             held: AtomicU64::new(0),
+            closed: AtomicBool::new(false),
         };
-        // Two scans of separate key ranges, one per core: together they are
-        // most of the time a large store takes to open.
-        let (open, held) = std::thread::scope(|scope| {
-            let held = scope.spawn(|| store.count_held());
-            let open = store.count_open_deliveries();
-            let held = held.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (open, held)
-        });
-        open.and(held).map_err(|e| {
+        let counts = open::take_counts(&store.db).map_err(|e| {
             open_err(format!(
-                "reading its due index failed ({e}); it may be damaged: restore it from a \
-                 backup, or move it aside to start empty"
+                "cannot take the counts its last shutdown left ({e}): restore it from a backup, \
+                 or move it aside to start empty"
             ))
         })?;
+        match counts {
+            Some(counts) => {
+                store.held.store(counts.held, Ordering::Relaxed);
+                *store.open.lock().unwrap() = counts.open;
+            }
+            None => store.count_all().map_err(|e| {
+                open_err(format!(
+                    "reading its due index failed ({e}); it may be damaged: restore it from a \
+                     backup, or move it aside to start empty"
+                ))
+            })?,
+        }
         let store = Arc::new(store);
         store.flusher.start(Arc::downgrade(&store), files)?;
         Ok(store)
+    }
+
+    /// Counts what the store holds and what is open, scanning every event
+    /// and due key: after a crash, or on a store from before `Counts`.
+    fn count_all(&self) -> Result<()> {
+        // Two scans of separate key ranges, one per core.
+        let (open, held) = std::thread::scope(|scope| {
+            let held = scope.spawn(|| self.count_held());
+            let open = self.count_open_deliveries();
+            let held = held.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (open, held)
+        });
+        open.and(held)
     }
 
     /// Applies `batch` to the data tree. After an I/O error sled stays
     /// unusable for good (it keeps failing every write even once space is
     /// freed), so the store is marked failed: the daemon stops, exits
     /// non-zero, and its supervisor restarts it on a store that opens again.
+    /// Call with `delivery_lock` held.
     fn apply(&self, batch: sled::Batch) -> Result<()> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Error::Write(
+                "the store is closed: hookd is shutting down".into(),
+            ));
+        }
         self.data.apply_batch(batch).map_err(|e| self.fatal(e))
     }
 
@@ -162,8 +188,16 @@ impl Store {
 
     /// Flushes and fsyncs now, bypassing group commit, and records a clean
     /// shutdown (see `open`): call it once, after the last write.
+    /// From then on every write fails: the counts it records stay true.
     pub fn flush_now(&self) -> Result<()> {
-        open::record_clean_shutdown(&self.db, &self.path)
+        let _delivery = self.delivery_lock.lock().unwrap();
+        let _ingest = self.ingest_lock.lock().unwrap();
+        self.closed.store(true, Ordering::Relaxed);
+        let counts = open::Counts {
+            held: self.held_bytes(),
+            open: self.open.lock().unwrap().clone(),
+        };
+        open::record_clean_shutdown(&self.db, &self.path, &counts)
     }
 
     /// Every subscription, for the in-memory routing table.

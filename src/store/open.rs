@@ -17,6 +17,7 @@
 
 use super::{SCHEMA_KEY, SCHEMA_VERSION};
 use crate::error::{Error, Result};
+use std::collections::HashMap;
 use std::fs::File;
 use std::path::Path;
 
@@ -31,6 +32,54 @@ const CLEAN_LINE: &str = "clean-shutdowns: ";
 
 /// The meta key of the clean-shutdown count inside the store.
 const CLEAN_KEY: &[u8] = b"clean_shutdowns";
+
+/// The meta key of the counts a clean shutdown leaves for the next open
+/// (see [`Counts`]). Never in a running store: the open takes it out.
+pub(super) const COUNTS_KEY: &[u8] = b"counts";
+
+/// What the store keeps counted while it runs, and counts at open with a
+/// scan of every event and every due key (seconds and tens of MiB with a
+/// million pending deliveries). A clean shutdown writes them down, tagged
+/// with its number; the next open takes them instead, and removes them
+/// durably before anything else is written, so a later crash finds none
+/// and scans.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct Counts {
+    /// Bytes the stored events hold (see `budget`).
+    pub held: u64,
+    /// Open deliveries per subscription key.
+    pub open: HashMap<u64, u64>,
+}
+
+impl Counts {
+    /// `shutdown ‖ held ‖ (sub, open)*`, big-endian u64s.
+    fn encode(&self, shutdown: u64) -> Vec<u8> {
+        let mut v = Vec::with_capacity(16 + 16 * self.open.len());
+        v.extend_from_slice(&shutdown.to_be_bytes());
+        v.extend_from_slice(&self.held.to_be_bytes());
+        for (sub, n) in &self.open {
+            v.extend_from_slice(&sub.to_be_bytes());
+            v.extend_from_slice(&n.to_be_bytes());
+        }
+        v
+    }
+
+    /// The shutdown number and the counts; `None` if `v` is not [`Counts::encode`]'s.
+    fn decode(v: &[u8]) -> Option<(u64, Counts)> {
+        if v.len() < 16 || v.len() % 16 != 0 {
+            return None;
+        }
+        let word = |i: usize| u64::from_be_bytes(v[i * 8..i * 8 + 8].try_into().unwrap());
+        let open = (1..v.len() / 16).map(|i| (word(2 * i), word(2 * i + 1)));
+        Some((
+            word(0),
+            Counts {
+                held: word(1),
+                open: open.collect(),
+            },
+        ))
+    }
+}
 
 /// sled's database and hookd's data tree.
 pub(super) struct Opened {
@@ -201,16 +250,33 @@ fn sync_sled_files(path: &Path) -> std::io::Result<()> {
 }
 
 /// Records a clean shutdown, after the last write: the next count goes into
-/// the store, durably, then into the marker file.
-pub(super) fn record_clean_shutdown(db: &sled::Db, path: &Path) -> Result<()> {
+/// the store with the `counts` of that moment, durably, then into the
+/// marker file. The counts go first: a crash between the two leaves counts
+/// of a shutdown the store does not record, which the next open ignores.
+pub(super) fn record_clean_shutdown(db: &sled::Db, path: &Path, counts: &Counts) -> Result<()> {
     let count = clean_shutdowns(db)? + 1;
-    db.open_tree("meta")?
-        .insert(CLEAN_KEY, &count.to_be_bytes())?;
+    let meta = db.open_tree("meta")?;
+    meta.insert(COUNTS_KEY, counts.encode(count))?;
+    meta.insert(CLEAN_KEY, &count.to_be_bytes())?;
     db.flush()?;
     File::open(path.join("db"))
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io("fsync of the store's data file", e))?;
     write_marker(path, count).map_err(|e| Error::io(format!("writing {MARKER_FILE}"), e))
+}
+
+/// The counts the last clean shutdown left, if the store has had no write
+/// since; either way none are left behind, durably, before it returns.
+pub(super) fn take_counts(db: &sled::Db) -> Result<Option<Counts>> {
+    let meta = db.open_tree("meta")?;
+    let Some(v) = meta.remove(COUNTS_KEY)? else {
+        return Ok(None);
+    };
+    db.flush()?;
+    let last = clean_shutdowns(db)?;
+    Ok(Counts::decode(&v)
+        .filter(|(shutdown, _)| *shutdown == last)
+        .map(|(_, counts)| counts))
 }
 
 fn clean_shutdowns(db: &sled::Db) -> sled::Result<u64> {
@@ -287,5 +353,46 @@ pub(super) fn restrict_files(path: &Path) {
         if kind.is_dir() {
             restrict_files(&entry.path());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_read_back_as_written_and_nothing_else_reads_as_counts() {
+        let counts = Counts {
+            held: 12_345,
+            open: HashMap::from([(1, 7), (u64::MAX, 0), (9, u64::MAX)]),
+        };
+        assert_eq!(Counts::decode(&counts.encode(3)), Some((3, counts)));
+        let empty = Counts::default();
+        assert_eq!(Counts::decode(&empty.encode(1)), Some((1, empty)));
+        for junk in [&b""[..], &[0; 8], &[0; 24], &[0; 33]] {
+            assert_eq!(Counts::decode(junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn counts_are_taken_once_and_only_from_the_shutdown_the_store_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store");
+        let opened = open(&path, 1 << 20).unwrap();
+        let counts = Counts {
+            held: 99,
+            open: HashMap::from([(4, 2)]),
+        };
+        record_clean_shutdown(&opened.db, &path, &counts).unwrap();
+        assert_eq!(take_counts(&opened.db).unwrap(), Some(counts.clone()));
+        assert_eq!(take_counts(&opened.db).unwrap(), None, "taken, so gone");
+
+        // Counts tagged with a shutdown the store does not record (a crash
+        // between writing them and the count) are not taken, and are removed.
+        let meta = opened.db.open_tree("meta").unwrap();
+        let last = clean_shutdowns(&opened.db).unwrap();
+        meta.insert(COUNTS_KEY, counts.encode(last + 1)).unwrap();
+        assert_eq!(take_counts(&opened.db).unwrap(), None);
+        assert_eq!(meta.get(COUNTS_KEY).unwrap(), None);
     }
 }

@@ -28,9 +28,7 @@ impl Store {
             self.settle_all(&recorded);
             return Err(e);
         }
-        drop(ingest_guard);
-        drop(delivery_guard);
-
+        // Still under the locks, so a clean shutdown's counts match the store.
         self.add_held(staged.held);
         for (&sub, &n) in &staged.opened {
             self.adjust_open(sub, n);
@@ -40,12 +38,15 @@ impl Store {
                 self.adjust_open(next.sub_key, -1);
             }
         }
+        drop(ingest_guard);
+        drop(delivery_guard);
         Ok((staged.answers, recorded))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::keys;
     use super::*;
     use crate::model::{now_ms, Attempt, DeliveryStatus};
     use crate::store::{AttemptRecord, NewEvent};
@@ -267,5 +268,25 @@ mod tests {
         store.settle(successor);
         assert_eq!(due(&store, 7), vec![successor]);
         assert_eq!(store.open_count(7), 1);
+    }
+
+    #[test]
+    fn after_the_clean_shutdown_no_round_is_written() {
+        let (_dir, store) = crate::store::open_temp();
+        store
+            .write_round(&[unordered("before", &[7])], &[])
+            .unwrap();
+        let held = store.held_bytes();
+        store.flush_now().unwrap();
+
+        let refused = store.write_round(&[unordered("after", &[7])], &[]);
+        assert!(
+            refused
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("shutting down")),
+            "{refused:?}"
+        );
+        assert_eq!((store.open_count(7), store.held_bytes()), (1, held));
+        assert!(store.data.get(keys::idem("after")).unwrap().is_none());
     }
 }

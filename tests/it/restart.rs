@@ -215,3 +215,45 @@ async fn sigint_is_a_clean_exit_too() {
     daemon.restart().await;
     assert_eq!(daemon.events().await.len(), 1);
 }
+
+#[tokio::test]
+async fn counts_carried_over_a_clean_restart_do_not_outlive_a_crash_after_it() {
+    let mut daemon = Daemon::start().await;
+    let receiver = Receiver::start().await;
+    let sub = daemon.add_sub(sub_to(receiver.url("/hook"))).await;
+    daemon.sub_action(&sub.id, "pause").await;
+    let mut ids = post_many(&daemon, 20, "counts.item").await;
+    let held = daemon
+        .get::<api::Status>("/v1/status")
+        .await
+        .store
+        .held_bytes;
+    assert!(held > 0, "20 stored events hold bytes");
+
+    // A clean shutdown writes the counts down; the next start takes them.
+    assert_eq!(daemon.sigterm().await.code(), Some(0));
+    daemon.restart().await;
+    assert_eq!(daemon.subscription(&sub.id).await.pending, 20);
+    let status: api::Status = daemon.get("/v1/status").await;
+    assert_eq!(status.store.held_bytes, held);
+    assert_eq!(status.deliveries.pending, 20);
+
+    // More events, then a crash: the counts of the clean shutdown are stale
+    // now, and the start after the crash must count afresh.
+    ids.extend(post_many(&daemon, 10, "counts.item").await);
+    let held_after = daemon
+        .get::<api::Status>("/v1/status")
+        .await
+        .store
+        .held_bytes;
+    assert!(held_after > held);
+    daemon.kill9().await;
+    daemon.restart().await;
+    assert_eq!(daemon.subscription(&sub.id).await.pending, 30);
+    let status: api::Status = daemon.get("/v1/status").await;
+    assert_eq!(status.store.held_bytes, held_after);
+    assert_eq!(status.deliveries.pending, 30);
+
+    daemon.sub_action(&sub.id, "resume").await;
+    receiver.wait_for_delivered(&ids, SOON).await;
+}
