@@ -6,6 +6,7 @@ use hookd::daemon::{self, Control, Listeners};
 use hookd::systemd::Notifier;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tokio::sync::mpsc;
 
 /// The static build's allocator. With musl's own malloc the static binary ran
@@ -115,11 +116,15 @@ fn serve(config_path: Option<PathBuf>) -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
+        // Handlers first: a signal that came after the ports are bound but
+        // before a lazily made handler was polled would kill the process
+        // (the default action), with no clean shutdown.
+        let signals = Signals::install();
         let listeners = Listeners::bind(&config)?;
         let (reload_tx, reloads) = mpsc::channel(1);
-        tokio::spawn(reload_on_hangup(config_path, reload_tx));
+        tokio::spawn(reload_on_hangup(signals.hangup, config_path, reload_tx));
         let control = Control {
-            shutdown: shutdown_signal(),
+            shutdown: shutdown_signal(signals.terminate, signals.interrupt),
             reloads,
             log: Some(log),
             notifier: Notifier::from_env(),
@@ -136,11 +141,28 @@ fn serve(config_path: Option<PathBuf>) -> ExitCode {
     }
 }
 
+/// The signals the daemon handles, their handlers installed from creation on.
+struct Signals {
+    terminate: Signal,
+    interrupt: Signal,
+    hangup: Signal,
+}
+
+impl Signals {
+    fn install() -> Signals {
+        let install = |kind: SignalKind, name: &str| {
+            signal(kind).unwrap_or_else(|e| panic!("the {name} handler cannot install: {e}"))
+        };
+        Signals {
+            terminate: install(SignalKind::terminate(), "SIGTERM"),
+            interrupt: install(SignalKind::interrupt(), "SIGINT"),
+            hangup: install(SignalKind::hangup(), "SIGHUP"),
+        }
+    }
+}
+
 /// SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
-    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler installs");
+async fn shutdown_signal(mut term: Signal, mut int: Signal) {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = int.recv() => tracing::info!("SIGINT received"),
@@ -149,9 +171,11 @@ async fn shutdown_signal() {
 
 /// On each SIGHUP, loads the config file again and hands it to the daemon;
 /// a file that does not load is refused here and the running config stays.
-async fn reload_on_hangup(path: Option<PathBuf>, reloads: mpsc::Sender<Config>) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hangup = signal(SignalKind::hangup()).expect("SIGHUP handler installs");
+async fn reload_on_hangup(
+    mut hangup: Signal,
+    path: Option<PathBuf>,
+    reloads: mpsc::Sender<Config>,
+) {
     while hangup.recv().await.is_some() {
         let Some(path) = &path else {
             tracing::warn!("SIGHUP: no --config file to reload (development mode)");
