@@ -19,6 +19,7 @@
 //! be open in it and is then attempted again after a restore, which
 //! at-least-once allows.
 
+use super::events::EventAt;
 use super::{codec, create_private_dir, keys, restrict_files, Store};
 use crate::error::{Error, Result};
 use crate::model::{Delivery, DeliveryStatus, Event, Millis};
@@ -128,11 +129,10 @@ impl Store {
 
         // The lowest open delivery of each ordered lane, and when it is due.
         let mut lane_heads: BTreeMap<(u64, String), (u64, Millis)> = BTreeMap::new();
-        for item in self.data.scan_prefix([keys::EVENT]) {
-            let (k, v) = item?;
-            let Some(seq) = keys::tail_u64(&k) else {
-                continue;
-            };
+        for item in self.all_events(false) {
+            // Each event under a key of its own: packing is ingest's business.
+            let (seq, v) = item?;
+            let k = keys::with_u64(keys::EVENT, seq);
             if seq >= cutoff {
                 // Event keys are in seq order: the rest came after the backup began.
                 break;
@@ -225,7 +225,7 @@ impl Store {
         }
         let mut deliveries = Vec::with_capacity(event.deliveries.len());
         for &id in &event.deliveries {
-            let Some(found) = self.find_delivery(id, Some(seq))? else {
+            let Some(found) = self.find_delivery(id, Some(EventAt::Seq(seq)))? else {
                 return Ok(None);
             };
             for item in self.data.scan_prefix(keys::with_u64(keys::ATTEMPT, id)) {

@@ -12,7 +12,7 @@
 //!   growing (measured in steady state: a base of a few 512 KiB segments plus
 //!   about 1.5× the bytes held; see ARCHITECTURE.md).
 
-use super::{codec, keys, Store};
+use super::{codec, Store};
 use crate::error::Result;
 use crate::model::Event;
 use std::sync::atomic::Ordering;
@@ -63,7 +63,7 @@ impl Store {
     /// Counts what the stored events hold (at open: a scan of event headers only).
     pub(super) fn count_held(&self) -> Result<()> {
         let mut held = 0;
-        for item in self.data.scan_prefix([keys::EVENT]) {
+        for item in self.all_events(false) {
             let (_, v) = item?;
             held += footprint(&codec::decode_event(&v)?.0);
         }

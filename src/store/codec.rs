@@ -96,6 +96,57 @@ pub const EVENT_WITH_SUBS: u8 = 3;
 /// In a version-3 event record: the data follows the header.
 const INLINE: u8 = 1;
 
+/// The first byte of an event pack: the records of several events under
+/// one key, each as (seq u64 BE, length u32 BE, record), in seq order.
+/// No event record starts with it.
+pub const EVENT_PACK: u8 = 4;
+
+/// The value of a pack of (seq, event record) members, in seq order.
+pub fn encode_pack(members: &[(u64, Vec<u8>)]) -> Vec<u8> {
+    let size = members
+        .iter()
+        .map(|(_, r)| PACK_ENTRY + r.len())
+        .sum::<usize>();
+    let mut out = Vec::with_capacity(1 + size);
+    out.push(EVENT_PACK);
+    for (seq, record) in members {
+        out.extend_from_slice(&seq.to_be_bytes());
+        out.extend_from_slice(&(record.len() as u32).to_be_bytes());
+        out.extend_from_slice(record);
+    }
+    out
+}
+
+/// What a pack adds to each member's record: its seq and its length.
+pub const PACK_ENTRY: usize = 12;
+
+/// Whether a stored event value is a pack rather than one event's record.
+pub fn is_pack(v: &[u8]) -> bool {
+    v.first() == Some(&EVENT_PACK)
+}
+
+/// The members of a pack, each record a slice of `v` (no copy).
+pub fn pack_members(v: &sled::IVec) -> Result<Vec<(u64, sled::IVec)>> {
+    let damaged = || Error::Decode {
+        what: "event pack".into(),
+        source: Box::new(bincode::ErrorKind::Custom("a member is cut short".into())),
+    };
+    let mut members = Vec::new();
+    let mut at = 1;
+    while at < v.len() {
+        let entry = v.get(at..at + PACK_ENTRY).ok_or_else(damaged)?;
+        let seq = u64::from_be_bytes(entry[..8].try_into().unwrap());
+        let len = u32::from_be_bytes(entry[8..].try_into().unwrap()) as usize;
+        at += PACK_ENTRY;
+        if v.len() - at < len {
+            return Err(damaged());
+        }
+        members.push((seq, v.subslice(at, len)));
+        at += len;
+    }
+    Ok(members)
+}
+
 /// The event header as versions 1 and 2 stored it: without `subs`.
 #[derive(serde::Deserialize)]
 #[cfg_attr(test, derive(serde::Serialize))]

@@ -1,6 +1,7 @@
 //! The scheduler's side: read due deliveries in bounded batches, load one for
 //! an attempt, record the attempt's outcome.
 
+use super::events::EventAt;
 use super::flush::Job;
 use super::ingest::LanesInBatch;
 use super::{codec, keys, Store};
@@ -49,11 +50,11 @@ pub struct DueScan {
     pub next_due: Option<Millis>,
 }
 
-/// A due delivery, and its event's seq where the due index knows it.
+/// A due delivery, and its event's key where the due index knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Due {
     pub id: u64,
-    pub event_seq: Option<u64>,
+    pub event_key: Option<u64>,
 }
 
 /// Everything one attempt needs.
@@ -95,7 +96,7 @@ impl Store {
                 scan.next_due = Some(next_at);
                 break;
             }
-            for (id, event_seq) in keys::due_members(delivery, &v) {
+            for (id, event_key) in keys::due_members(delivery, &v) {
                 // Asked per key, after the key is seen: `record_attempt` marks a
                 // successor unsettled before its due key becomes visible.
                 if busy(id) || self.unsettled.lock().unwrap().contains(&id) {
@@ -105,7 +106,7 @@ impl Store {
                     scan.next_due = Some(now);
                     return Ok(scan);
                 }
-                scan.ready.push(Due { id, event_seq });
+                scan.ready.push(Due { id, event_key });
             }
         }
         Ok(scan)
@@ -117,7 +118,7 @@ impl Store {
             delivery,
             event: record,
             ..
-        }) = self.find_delivery(due.id, due.event_seq)?
+        }) = self.find_delivery(due.id, due.event_key.map(EventAt::Key))?
         else {
             return Ok(None);
         };
@@ -213,7 +214,7 @@ impl Store {
             delivery: current,
             latest,
             ..
-        }) = self.find_delivery(before.id, Some(before.event_seq))?
+        }) = self.find_delivery(before.id, Some(EventAt::Seq(before.event_seq)))?
         else {
             return Ok(None);
         };
@@ -388,9 +389,9 @@ impl Store {
         Ok(self.find_delivery(id, None)?.map(|found| found.delivery))
     }
 
-    /// A delivery; `event_seq` is where to look for its event if it has no
+    /// A delivery; `event` is where to look for its event if it has no
     /// record of its own yet, if known.
-    pub(super) fn find_delivery(&self, id: u64, event_seq: Option<u64>) -> Result<Option<Found>> {
+    pub(super) fn find_delivery(&self, id: u64, event: Option<EventAt>) -> Result<Option<Found>> {
         if let Some(v) = self.data.get(keys::with_u64(keys::DELIVERY, id))? {
             let (delivery, latest) = codec::decode_delivery(&v)?;
             return Ok(Some(Found {
@@ -399,20 +400,8 @@ impl Store {
                 event: None,
             }));
         }
-        // Untouched since ingest: its event holds it. Ingest takes an event's
-        // seq and then its fan-out ids, one event at a time, so that event
-        // is the last one stored below the id.
-        let found = match event_seq {
-            Some(seq) => self
-                .data
-                .get(keys::with_u64(keys::EVENT, seq))?
-                .map(|v| (seq, v)),
-            None => self
-                .data
-                .get_lt(keys::with_u64(keys::EVENT, id))?
-                .and_then(|(k, v)| Some((keys::tail_u64(&k).filter(|_| k[0] == keys::EVENT)?, v))),
-        };
-        let Some((seq, v)) = found else {
+        // Untouched since ingest: its event holds it (see `events`).
+        let Some((seq, v)) = self.event_of_delivery(id, event)? else {
             return Ok(None);
         };
         let (header, inline) = codec::decode_event(&v)?;
@@ -432,21 +421,18 @@ impl Store {
     /// merged with the fan-out deliveries that have none yet.
     pub(super) fn all_deliveries(&self, newest_first: bool) -> AllDeliveries {
         let records = self.data.scan_prefix([keys::DELIVERY]);
-        let events = self.data.scan_prefix([keys::EVENT]);
-        let (records, events): (Scan, Scan) = match newest_first {
-            true => (Box::new(records.rev()), Box::new(events.rev())),
-            false => (Box::new(records), Box::new(events)),
+        let records: Scan = match newest_first {
+            true => Box::new(records.rev()),
+            false => Box::new(records),
         };
+        let events = self.all_events(newest_first);
         let recorded: Deliveries = Box::new(records.map(|item| {
             let (_, v) = item?;
             Ok(codec::decode_delivery(&v)?.0)
         }));
         let fresh: Deliveries = Box::new(events.flat_map(move |item| {
             let mut fresh = Vec::new();
-            match item.map_err(Into::into).and_then(|(k, v)| {
-                let (event, _) = codec::decode_event(&v)?;
-                Ok((keys::tail_u64(&k).unwrap_or(0), event))
-            }) {
+            match item.and_then(|(seq, v)| Ok((seq, codec::decode_event(&v)?.0))) {
                 Ok((seq, event)) => {
                     // Only the fan-out can be without a record, and only if
                     // the event names its subscriptions.
@@ -476,7 +462,7 @@ impl Store {
 
     /// An event header and its data, by sequence number.
     pub fn event_by_seq(&self, seq: u64) -> Result<Option<(Event, Bytes)>> {
-        let Some(v) = self.data.get(keys::with_u64(keys::EVENT, seq))? else {
+        let Some(v) = self.event_record(seq)? else {
             return Ok(None);
         };
         let (event, inline) = codec::decode_event(&v)?;
@@ -661,7 +647,7 @@ mod tests {
 
         let unhinted = super::Due {
             id,
-            event_seq: None,
+            event_key: None,
         };
         let loaded = store.load_for_attempt(unhinted).unwrap().unwrap();
         assert_eq!(
@@ -676,7 +662,7 @@ mod tests {
         let due = store.due_batch(1, u64::MAX, 10, &|_| false).unwrap().ready;
         assert_eq!(due[0], unhinted);
         assert_eq!(due[1].id, all[1].id);
-        assert_eq!(due[1].event_seq, Some(all[1].event_seq));
+        assert_eq!(due[1].event_key, Some(all[1].event_seq));
         let fresh = store.load_for_attempt(due[1]).unwrap().unwrap();
         assert_eq!(fresh.delivery, all[1]);
     }
@@ -697,7 +683,7 @@ mod tests {
         let due = store.due_batch(1, u64::MAX, 10, &|_| false).unwrap().ready;
         assert_eq!(due.len(), 2);
         for (due, (id, data)) in due.into_iter().zip([("small", &small), ("large", &large)]) {
-            assert!(due.event_seq.is_some());
+            assert!(due.event_key.is_some());
             let loaded = store.load_for_attempt(due).unwrap().unwrap();
             assert_eq!(loaded.event.id, id);
             assert_eq!(loaded.delivery.id, due.id);

@@ -237,9 +237,9 @@ impl Flusher {
 /// Keys a round's ingests write at most, about (a single request may exceed
 /// it; see `RoundKeys`). Keeps a round's batch bounded, so the memory
 /// sled holds on to until the batch ends, and the wait of whoever queued
-/// behind it. 1,536 is 766 small events with one subscription each, 618
-/// with a hundred (deliveries share due keys), 384 with one ordered
-/// delivery each, or 23 of 256 KiB.
+/// behind it. 1,536 is 1,463 small events with one subscription each
+/// (records share pack keys), 765 with a hundred (deliveries share due
+/// keys), 504 with one ordered delivery each, or 23 of 256 KiB.
 const ROUND_KEYS: usize = 1536;
 
 /// A write for the commit thread.
@@ -442,7 +442,7 @@ impl BlobSync {
 
 #[cfg(test)]
 mod tests {
-    use super::{BlobSync, Queued, RoundKeys, ROUND_KEYS};
+    use super::{BlobSync, Queued, RoundKeys};
     use crate::store::ingest::IngestJob;
     use crate::store::keys;
     use crate::store::NewEvent;
@@ -464,20 +464,23 @@ mod tests {
     #[test]
     fn a_round_takes_ingests_up_to_its_key_bound_counting_data_chunks() {
         let mut queued = Queued {
-            ingests: (0..1000).map(|_| job(100, 1)).collect(),
+            ingests: (0..2000).map(|_| job(100, 1)).collect(),
             ..Queued::default()
         };
-        // Two keys an event, and a due key per 255 of the round's deliveries:
-        // 2 × 766 + 4 = 1,536.
-        assert_eq!(queued.take_round().ingests.len(), 766);
+        // An id key an event, a pack key per 22 events (183 bytes each
+        // about), and a due key per 255 deliveries: 1,463 + 67 + 6 = 1,536.
+        assert_eq!(queued.take_round().ingests.len(), 1463);
         // A hundred subscriptions add a hundred due keys per 255 events, not
-        // a hundred to every event: 2 × 618 + 300.
-        queued.ingests = (0..1000).map(|_| job(100, 100)).collect();
-        assert_eq!(queued.take_round().ingests.len(), 618);
-        // 256 KiB of data is 64 chunks: a round holds 23 such events.
+        // a hundred to every event, and make records of 1,767 bytes, two to
+        // a pack: 765 + 383 + 3 × 100 (a fourth group would make it 1,549).
+        queued.ingests = (0..2000).map(|_| job(100, 100)).collect();
+        assert_eq!(queued.take_round().ingests.len(), 765);
+        // 256 KiB of data is 64 chunks, beside a record and an id key: a
+        // round holds 23 such events.
         queued.ingests = (0..1000).map(|_| job(256 << 10, 1)).collect();
         assert_eq!(queued.take_round().ingests.len(), 23);
-        // An ordered delivery has a lane key and perhaps a due key of its own.
+        // An ordered delivery has a lane key and perhaps a due key of its own:
+        // 3 × 504 + 23 pack keys.
         queued.ingests = (0..1000)
             .map(|_| {
                 let mut ordered = job(100, 1);
@@ -485,13 +488,13 @@ mod tests {
                 ordered
             })
             .collect();
-        assert_eq!(queued.take_round().ingests.len(), ROUND_KEYS / 4);
+        assert_eq!(queued.take_round().ingests.len(), 504);
         // More deliveries than a group holds take another due key.
         let mut big = job(100, 1);
         big.events = vec![big.events[0].clone(); keys::DUE_GROUP_MAX + 1];
         big.routes = vec![vec![0]; keys::DUE_GROUP_MAX + 1];
         let mut round = RoundKeys::default();
-        assert_eq!(round.add(&big), 2 * (keys::DUE_GROUP_MAX + 1) + 2);
+        assert_eq!(round.add(&big), (keys::DUE_GROUP_MAX + 1) + 12 + 2);
         // A single job over the bound still goes alone.
         queued.ingests = vec![job(8 << 20, 1), job(100, 1)];
         assert_eq!(queued.take_round().ingests.len(), 1);

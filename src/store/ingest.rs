@@ -1,5 +1,6 @@
 //! The ingest write: events with their data and fan-out, and due keys, in one batch.
 
+use super::events::{Packer, PACK_MAX};
 use super::flush::Job;
 use super::{codec, keys, Store};
 use crate::error::Result;
@@ -38,25 +39,45 @@ pub(super) struct IngestJob {
 }
 
 /// The keys a round's ingests write, about, counted job by job as
-/// `stage_ingests` writes them: per event its record and id key and its data
-/// chunks if the data is not inline; per ordered delivery a lane key and
-/// perhaps a due key; per subscription a due key for every `DUE_GROUP_MAX`
-/// unordered deliveries. Repeats, which write nothing, are counted too.
+/// `stage_ingests` writes them: per event its id key, and its record's
+/// share of a pack, or a key of its own and its data chunks if the data is
+/// not inline; per ordered delivery a lane key and perhaps a due key; per
+/// subscription a due key for every `DUE_GROUP_MAX` unordered deliveries.
+/// Repeats, which write nothing, are counted too.
 #[derive(Default)]
 pub(super) struct RoundKeys {
     keys: usize,
     /// Unordered deliveries so far, per subscription.
     grouped: HashMap<u64, usize>,
+    /// Bytes in the open pack, about (0: none open).
+    packed: usize,
 }
+
+/// About what an event's record takes besides its data and type: the
+/// generated id, the header's fixed fields, the record's and the pack's
+/// framing.
+const RECORD_ABOUT: usize = 64;
 
 impl RoundKeys {
     /// Adds a job; the keys of the round so far.
     pub fn add(&mut self, job: &IngestJob) -> usize {
         for (event, subs) in job.events.iter().zip(&job.routes) {
-            self.keys += 2 + match event.data.len() {
-                n if n <= keys::INLINE_DATA => 0,
-                n => n.div_ceil(keys::CHUNK_SIZE),
-            };
+            self.keys += 1;
+            match event.data.len() {
+                n if n <= keys::INLINE_DATA => {
+                    // Ids of its deliveries and its subscriptions: 8 bytes each.
+                    let record = n + event.event_type.len() + RECORD_ABOUT + 16 * subs.len();
+                    if self.packed == 0 || self.packed + record > PACK_MAX {
+                        self.keys += 1;
+                        self.packed = 0;
+                    }
+                    self.packed += record;
+                }
+                n => {
+                    self.keys += 1 + n.div_ceil(keys::CHUNK_SIZE);
+                    self.packed = 0;
+                }
+            }
             if event.ordering_key.is_some() {
                 self.keys += 2 * subs.len();
                 continue;
@@ -109,6 +130,7 @@ impl Store {
         let mut fresh: HashMap<&str, usize> = HashMap::new();
         // The round's unordered deliveries, per subscription: one due key each.
         let mut due: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
+        let mut packer = Packer::default();
         for job in jobs {
             let mut job_answers = Vec::with_capacity(job.events.len());
             for (event, subs) in job.events.iter().zip(&job.routes) {
@@ -128,6 +150,10 @@ impl Store {
                 };
                 let seq = self.db.generate_id()?;
                 let mut delivery_ids = Vec::with_capacity(subs.len());
+                // Due now, each with its subscription; a lane's head also
+                // gets a due key of its own (`repair_lanes` looks for it).
+                let mut unordered = Vec::new();
+                let mut heads = Vec::new();
                 for &sub_key in subs {
                     let delivery_id = self.db.generate_id()?;
                     // No record of its own until it changes: the event says
@@ -135,10 +161,9 @@ impl Store {
                     let delivery =
                         Delivery::new(delivery_id, seq, sub_key, event.ordering_key.clone(), now);
                     if delivery.lane.is_none() {
-                        due.entry(sub_key).or_default().push((delivery_id, seq));
+                        unordered.push((sub_key, delivery_id));
                     } else if self.enqueue(batch, lanes, &delivery)? {
-                        // A lane's head: a due key of its own (`repair_lanes` looks for it).
-                        batch.insert(&keys::due(sub_key, now, delivery_id), &seq.to_be_bytes());
+                        heads.push((sub_key, delivery_id));
                     }
                     delivery_ids.push(delivery_id);
                     *staged.opened.entry(sub_key).or_insert(0) += 1;
@@ -155,14 +180,32 @@ impl Store {
                     subs: subs.clone(),
                 };
                 staged.held += super::budget::footprint(&record);
-                let event_key = keys::with_u64(keys::EVENT, seq);
-                if event.data.len() <= keys::INLINE_DATA {
-                    batch.insert(&event_key, codec::encode_event(&record, Some(&event.data)));
+                // The event key that holds the record: where its deliveries' due
+                // keys say to read it.
+                let event_key = if event.data.len() <= keys::INLINE_DATA {
+                    let encoded = codec::encode_event(&record, Some(&event.data));
+                    let key = packer.key_for(seq, encoded.len());
+                    packer.add(batch, seq, encoded);
+                    key
                 } else {
+                    packer.write(batch);
+                    let event_key = keys::with_u64(keys::EVENT, seq);
                     batch.insert(&event_key, codec::encode_event(&record, None));
                     for (no, chunk) in event.data.chunks(keys::CHUNK_SIZE).enumerate() {
                         batch.insert(&keys::chunk(seq, no as u16), chunk);
                     }
+                    seq
+                };
+                for (sub_key, delivery_id) in unordered {
+                    due.entry(sub_key)
+                        .or_default()
+                        .push((delivery_id, event_key));
+                }
+                for (sub_key, delivery_id) in heads {
+                    batch.insert(
+                        &keys::due(sub_key, now, delivery_id),
+                        &event_key.to_be_bytes(),
+                    );
                 }
                 batch.insert(keys::idem(&id), &seq.to_be_bytes());
                 if let Some(given) = event.id.as_deref() {
@@ -176,6 +219,7 @@ impl Store {
             }
             staged.answers.push(job_answers);
         }
+        packer.write(batch);
         for (sub_key, members) in due {
             for group in members.chunks(keys::DUE_GROUP_MAX) {
                 match *group {
@@ -226,7 +270,7 @@ impl Store {
             return Ok(None);
         };
         let seq = keys::be(&seq);
-        Ok(match self.data.get(keys::with_u64(keys::EVENT, seq))? {
+        Ok(match self.event_record(seq)? {
             Some(v) => Some(codec::decode_event(&v)?.0.fanned_out as usize),
             None => Some(0),
         })

@@ -3,7 +3,8 @@
 
 /// Subscriptions: `S` ‖ sub key.
 pub const SUB: u8 = b'S';
-/// Event headers: `E` ‖ event seq.
+/// Event records: `E` ‖ event seq, or a pack of several under the first's
+/// seq (see `store::events`).
 pub const EVENT: u8 = b'E';
 /// Event data chunks: `C` ‖ event seq ‖ chunk no (u16).
 pub const CHUNK: u8 = b'C';
@@ -12,8 +13,8 @@ pub const IDEM: u8 = b'I';
 /// Deliveries: `D` ‖ delivery id.
 pub const DELIVERY: u8 = b'D';
 /// Due index of open deliveries: `Q` ‖ sub key ‖ next_at ‖ delivery id →
-/// the event seq (u64) where ingest wrote it, else nothing: where to find a
-/// delivery that has no record yet without a search. Or a due group: the
+/// the event key (u64) ingest wrote its event under, else nothing: where to
+/// find a delivery that has no record yet without a search. Or a due group: the
 /// unordered deliveries one ingest round opened for one subscription, under
 /// an id of its own that no delivery has ([`due_group`]); the group loses a member per attempt
 /// that closes or moves it, and its key goes with the last.

@@ -9,6 +9,7 @@ mod budget;
 mod census;
 mod codec;
 mod deliveries;
+mod events;
 mod flush;
 mod ingest;
 mod keys;
@@ -40,7 +41,9 @@ use std::sync::{Arc, Mutex};
 /// and a delivery record keeps the latest attempt.
 /// 3: the unordered deliveries an ingest round opens for one subscription
 /// share one due key (`keys::due_group`).
-pub const SCHEMA_VERSION: u32 = 3;
+/// 4: the small events of an ingest round share event keys (`events`), and
+/// a due key says which event key holds its delivery's event.
+pub const SCHEMA_VERSION: u32 = 4;
 const SCHEMA_KEY: &[u8] = b"schema";
 
 /// The open store. Cheap to share behind an `Arc`.

@@ -1,5 +1,6 @@
 //! The admin side: listings, lookups, redelivery, cancellation.
 
+use super::events::{EventAt, EventEdits};
 use super::{codec, keys, Store};
 use crate::error::Result;
 use crate::model::{now_ms, Attempt, Delivery, DeliveryStatus, Event, Millis};
@@ -35,11 +36,11 @@ impl Store {
     /// Newest events first.
     pub fn list_events(&self, filter: &EventFilter) -> Result<Vec<EventDetail>> {
         let mut out = Vec::new();
-        for item in self.data.scan_prefix([keys::EVENT]).rev() {
+        for item in self.all_events(true) {
             if out.len() >= filter.limit {
                 break;
             }
-            let (k, v) = item?;
+            let (seq, v) = item?;
             let (event, _) = codec::decode_event(&v)?;
             if filter
                 .event_type
@@ -55,7 +56,7 @@ impl Store {
                 }
             }
             out.push(EventDetail {
-                seq: keys::tail_u64(&k).unwrap_or(0),
+                seq,
                 event,
                 data: Bytes::new(),
                 deliveries,
@@ -129,8 +130,7 @@ impl Store {
 
     /// The header of the event stored under `seq`.
     pub fn event_header(&self, seq: u64) -> Result<Option<Event>> {
-        self.data
-            .get(keys::with_u64(keys::EVENT, seq))?
+        self.event_record(seq)?
             .map(|v| codec::decode_event(&v).map(|(event, _)| event))
             .transpose()
     }
@@ -142,7 +142,7 @@ impl Store {
             let _guard = self.delivery_lock.lock().unwrap();
             let _ingest = self.ingest_lock.lock().unwrap();
             let mut lanes = super::ingest::LanesInBatch::default();
-            let Some(record) = self.data.get(keys::with_u64(keys::EVENT, seq))? else {
+            let Some(record) = self.event_record(seq)? else {
                 return Ok(Vec::new());
             };
             let (mut event, inline) = codec::decode_event(&record)?;
@@ -163,10 +163,10 @@ impl Store {
                 event.deliveries.push(id);
                 ids.push(id);
             }
-            batch.insert(
-                &keys::with_u64(keys::EVENT, seq),
-                codec::encode_event(&event, inline),
-            );
+            let mut edits = EventEdits::default();
+            let record = codec::encode_event(&event, inline);
+            self.edit_event(&mut batch, &mut edits, seq, Some(record))?;
+            edits.write(self, &mut batch)?;
             self.apply(batch)?;
             self.add_held(super::budget::footprint(&event) - held_before);
             for &sub_key in sub_keys {
@@ -200,13 +200,13 @@ impl Store {
     /// Events received since `since`, newest first, with their sequence numbers.
     pub fn events_since(&self, since: Millis) -> Result<Vec<(u64, Event)>> {
         let mut out = Vec::new();
-        for item in self.data.scan_prefix([keys::EVENT]).rev() {
-            let (k, v) = item?;
+        for item in self.all_events(true) {
+            let (seq, v) = item?;
             let (event, _) = codec::decode_event(&v)?;
             if event.received_at < since {
                 break;
             }
-            out.push((keys::tail_u64(&k).unwrap_or(0), event));
+            out.push((seq, event));
         }
         Ok(out)
     }
@@ -239,7 +239,7 @@ impl Store {
                     if !seen.insert(id) {
                         continue;
                     }
-                    let found = self.find_delivery(id, event_seq)?;
+                    let found = self.find_delivery(id, event_seq.map(EventAt::Key))?;
                     if let Some(mut found) = found.filter(|f| f.delivery.status.is_open()) {
                         cancelled += 1;
                         let d = &mut found.delivery;

@@ -3,6 +3,7 @@
 //! their data, deliveries, attempts and idempotency key. Incremental: one
 //! bounded batch at a time, so ingest and delivery never wait long.
 
+use super::events::EventEdits;
 use super::{codec, keys, Store};
 use crate::error::Result;
 use crate::model::{Delivery, Millis};
@@ -25,24 +26,31 @@ impl Store {
         resume_after: Option<u64>,
         limit: usize,
     ) -> Result<PurgeProgress> {
-        let start = match resume_after {
-            Some(seq) => keys::with_u64(keys::EVENT, seq + 1).to_vec(),
-            None => vec![keys::EVENT],
-        };
-        let end = [keys::EVENT + 1];
         let mut progress = PurgeProgress::default();
         let mut batch = sled::Batch::default();
+        let mut edits = EventEdits::default();
         let mut freed = 0;
         // Held so a redelivery cannot add to an event while it is being purged.
         let _guard = self.delivery_lock.lock().unwrap();
-        for item in self.data.range(start..end[..].to_vec()) {
+        // From the key that holds the next event: a pack may hold it too.
+        let from = match resume_after {
+            Some(seq) => {
+                let next = seq.saturating_add(1);
+                Some(
+                    self.event_key_at_or_below(next)?
+                        .map_or(next, |(key, _)| key),
+                )
+            }
+            None => None,
+        };
+        for item in self.events_from(from) {
+            let (seq, v) = item?;
+            if resume_after.is_some_and(|done| seq <= done) {
+                continue;
+            }
             if progress.scanned == limit {
                 break;
             }
-            let (k, v) = item?;
-            let Some(seq) = keys::tail_u64(&k) else {
-                continue;
-            };
             progress.scanned += 1;
             progress.resume_after = Some(seq);
             let (event, _) = codec::decode_event(&v)?;
@@ -63,7 +71,7 @@ impl Store {
             if !closed {
                 continue;
             }
-            batch.remove(&k);
+            self.edit_event(&mut batch, &mut edits, seq, None)?;
             for item in self.data.scan_prefix(keys::with_u64(keys::CHUNK, seq)) {
                 batch.remove(item?.0);
             }
@@ -83,6 +91,7 @@ impl Store {
         if progress.scanned < limit {
             progress.resume_after = None;
         }
+        edits.write(self, &mut batch)?;
         self.apply(batch)?;
         self.remove_held(freed);
         Ok(progress)
