@@ -388,6 +388,44 @@ async fn concurrent_posts_of_one_id_accept_exactly_one() {
 }
 
 #[tokio::test]
+async fn many_ids_posted_many_times_at_once_are_each_accepted_once() {
+    // 400 requests in flight together: many are looked up before the round
+    // that stores their id is visible, and must still come out duplicates.
+    let daemon = Daemon::start().await;
+    let addr = daemon.ingest_addr();
+    let mut posts = tokio::task::JoinSet::new();
+    for copy in 0..8 {
+        for n in 0..50 {
+            let body = json!({"type": "race.item", "id": format!("race-{n}"), "data": copy});
+            let body = body.to_string();
+            posts.spawn(async move {
+                let answer = http::request(
+                    addr,
+                    Method::POST,
+                    "/v1/events",
+                    &[("content-type", "application/json")],
+                    body,
+                )
+                .await;
+                (n, answer.status)
+            });
+        }
+    }
+    let mut accepted = vec![0; 50];
+    let mut duplicates = 0;
+    while let Some(answer) = posts.join_next().await {
+        match answer.unwrap() {
+            (n, StatusCode::ACCEPTED) => accepted[n] += 1,
+            (_, StatusCode::OK) => duplicates += 1,
+            (n, other) => panic!("race-{n}: {other}"),
+        }
+    }
+    assert!(accepted.iter().all(|&a| a == 1), "{accepted:?}");
+    assert_eq!(duplicates, 350);
+    assert_eq!(daemon.events().await.len(), 50);
+}
+
+#[tokio::test]
 async fn over_the_disk_budget_ingest_answers_503_with_retry_after() {
     let daemon = Daemon::builder()
         .set("storage", "max_disk", "1KiB")
