@@ -13,6 +13,7 @@
 
 use super::{codec, keys, Store};
 use crate::error::Result;
+use crate::model::Event;
 use sled::IVec;
 use std::collections::BTreeMap;
 
@@ -116,6 +117,27 @@ impl EventEdits {
 }
 
 impl Store {
+    /// The header of the event a made-up id names, if it is stored and is
+    /// that id's (`keys::made_up_id`).
+    pub(super) fn made_up_event(&self, id: &str) -> Result<Option<Event>> {
+        let Some(seq) = keys::made_up_seq(id) else {
+            return Ok(None);
+        };
+        let Some(record) = self.event_record(seq)? else {
+            return Ok(None);
+        };
+        let (event, _) = codec::decode_event(&record)?;
+        Ok((event.id == id).then_some(event))
+    }
+
+    /// The seq of the event with `id`: its `I` key's, or the one its made-up id says.
+    pub(super) fn event_seq(&self, id: &str) -> Result<Option<u64>> {
+        if let Some(seq) = self.data.get(keys::idem(id))? {
+            return Ok(Some(keys::be(&seq)));
+        }
+        Ok(self.made_up_event(id)?.and(keys::made_up_seq(id)))
+    }
+
     /// The record of event `seq`, if it is stored.
     pub(super) fn event_record(&self, seq: u64) -> Result<Option<IVec>> {
         let Some((key, v)) = self.event_key_at_or_below(seq)? else {
@@ -405,5 +427,55 @@ mod tests {
         for due in due {
             assert!(store.load_for_attempt(due).unwrap().is_some());
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_event_posted_without_an_id_is_found_by_the_id_it_was_given_without_a_key() {
+        let (_dir, store) = crate::store::open_temp();
+        let mut anonymous: Vec<NewEvent> =
+            round().into_iter().map(|(_, d)| event("x", d)).collect();
+        for e in &mut anonymous {
+            e.id = None;
+        }
+        let accepted = store
+            .ingest(anonymous.clone(), vec![vec![1]; anonymous.len()])
+            .await
+            .unwrap();
+        assert_eq!(
+            store.data.scan_prefix([keys::IDEM]).count(),
+            0,
+            "no id keys"
+        );
+        for (answer, posted) in accepted.iter().zip(&anonymous) {
+            assert!(
+                answer.id.starts_with("evt_") && answer.id.len() == 30,
+                "{}",
+                answer.id
+            );
+            let detail = store.event_detail(&answer.id).unwrap().unwrap();
+            assert_eq!((&detail.event.id, &detail.data), (&answer.id, &posted.data));
+        }
+        let ids: std::collections::HashSet<_> = accepted.iter().map(|a| &a.id).collect();
+        assert_eq!(ids.len(), accepted.len(), "every made-up id is new");
+
+        // Given back as a client's own id, a made-up id is a duplicate.
+        let again = event(&accepted[3].id, "{}".into());
+        let answers = store.ingest(vec![again], vec![vec![1, 2]]).await.unwrap();
+        assert!(answers[0].duplicate);
+        assert_eq!(answers[0].deliveries, 1);
+
+        // An id of that form that names a stored seq but is not that
+        // event's is an id like any other.
+        let seq = store.event_detail(&accepted[3].id).unwrap().unwrap().seq;
+        let forged = format!("evt_{}", ulid::Ulid::from_parts(1, u128::from(seq)));
+        assert!(store.event_detail(&forged).unwrap().is_none());
+        let answers = store
+            .ingest(vec![event(&forged, "{}".into())], vec![vec![1]])
+            .await
+            .unwrap();
+        assert!(!answers[0].duplicate);
+        let own = store.event_detail(&forged).unwrap().unwrap();
+        assert_ne!(own.seq, seq);
+        assert!(store.event_detail("evt_not-a-ulid").unwrap().is_none());
     }
 }

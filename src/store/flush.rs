@@ -242,6 +242,11 @@ impl Flusher {
 /// keys), 504 with one ordered delivery each, or 23 of 256 KiB.
 const ROUND_KEYS: usize = 1536;
 
+/// Events a round's ingests hold at most (a single request may exceed it).
+/// Events posted without an id cost a key per twenty or so, so without this
+/// a round of them would be bounded only by its keys at 30,000 events.
+const ROUND_EVENTS: usize = 4096;
+
 /// A write for the commit thread.
 pub(super) enum Job {
     Ingest(IngestJob),
@@ -290,7 +295,7 @@ impl Queued {
     }
 
     /// The next round's work, oldest first: every attempt, and ingests up to
-    /// [`ROUND_KEYS`] (at least one).
+    /// [`ROUND_KEYS`] and [`ROUND_EVENTS`] (at least one).
     fn take_round(&mut self) -> Queued {
         let mut keys = RoundKeys::default();
         let take = self
@@ -299,7 +304,7 @@ impl Queued {
             .enumerate()
             .take_while(|(n, job)| {
                 let total = keys.add(job);
-                *n == 0 || total <= ROUND_KEYS
+                *n == 0 || (total <= ROUND_KEYS && keys.events() <= ROUND_EVENTS)
             })
             .count();
         Queued {
@@ -442,7 +447,7 @@ impl BlobSync {
 
 #[cfg(test)]
 mod tests {
-    use super::{BlobSync, Queued, RoundKeys};
+    use super::{BlobSync, Queued, RoundKeys, ROUND_EVENTS};
     use crate::store::ingest::IngestJob;
     use crate::store::keys;
     use crate::store::NewEvent;
@@ -450,7 +455,7 @@ mod tests {
     fn job(data_len: usize, subs: usize) -> IngestJob {
         IngestJob {
             events: vec![NewEvent {
-                id: None,
+                id: Some("e0000000001".into()),
                 event_type: "a.b".into(),
                 tenant: None,
                 ordering_key: None,
@@ -495,6 +500,16 @@ mod tests {
         big.routes = vec![vec![0]; keys::DUE_GROUP_MAX + 1];
         let mut round = RoundKeys::default();
         assert_eq!(round.add(&big), (keys::DUE_GROUP_MAX + 1) + 12 + 2);
+        // Without ids an event costs its share of a pack key and a due
+        // group: the event bound comes first.
+        queued.ingests = (0..5000)
+            .map(|_| {
+                let mut anonymous = job(100, 1);
+                anonymous.events[0].id = None;
+                anonymous
+            })
+            .collect();
+        assert_eq!(queued.take_round().ingests.len(), ROUND_EVENTS);
         // A single job over the bound still goes alone.
         queued.ingests = vec![job(8 << 20, 1), job(100, 1)];
         assert_eq!(queued.take_round().ingests.len(), 1);

@@ -39,7 +39,7 @@ pub(super) struct IngestJob {
 }
 
 /// The keys a round's ingests write, about, counted job by job as
-/// `stage_ingests` writes them: per event its id key, and its record's
+/// `stage_ingests` writes them: per event its id key if it was given one, and its record's
 /// share of a pack, or a key of its own and its data chunks if the data is
 /// not inline; per ordered delivery a lane key and perhaps a due key; per
 /// subscription a due key for every `DUE_GROUP_MAX` unordered deliveries.
@@ -51,6 +51,7 @@ pub(super) struct RoundKeys {
     grouped: HashMap<u64, usize>,
     /// Bytes in the open pack, about (0: none open).
     packed: usize,
+    events: usize,
 }
 
 /// About what an event's record takes besides its data and type: the
@@ -59,10 +60,17 @@ pub(super) struct RoundKeys {
 const RECORD_ABOUT: usize = 64;
 
 impl RoundKeys {
+    /// The events of the round so far.
+    pub fn events(&self) -> usize {
+        self.events
+    }
+
     /// Adds a job; the keys of the round so far.
     pub fn add(&mut self, job: &IngestJob) -> usize {
+        self.events += job.events.len();
         for (event, subs) in job.events.iter().zip(&job.routes) {
-            self.keys += 1;
+            // Its id key: a made-up id has none.
+            self.keys += usize::from(event.id.is_some());
             match event.data.len() {
                 n if n <= keys::INLINE_DATA => {
                     // Ids of its deliveries and its subscriptions: 8 bytes each.
@@ -144,11 +152,11 @@ impl Store {
                         continue;
                     }
                 }
+                let seq = self.db.generate_id()?;
                 let id = match &event.id {
                     Some(id) => id.clone(),
-                    None => format!("evt_{}", ulid::Ulid::new()),
+                    None => keys::made_up_id(seq, now),
                 };
-                let seq = self.db.generate_id()?;
                 let mut delivery_ids = Vec::with_capacity(subs.len());
                 // Due now, each with its subscription; a lane's head also
                 // gets a due key of its own (`repair_lanes` looks for it).
@@ -207,8 +215,9 @@ impl Store {
                         &event_key.to_be_bytes(),
                     );
                 }
-                batch.insert(keys::idem(&id), &seq.to_be_bytes());
+                // A made-up id needs no key: it says its seq.
                 if let Some(given) = event.id.as_deref() {
+                    batch.insert(keys::idem(given), &seq.to_be_bytes());
                     fresh.insert(given, subs.len());
                 }
                 job_answers.push(Accepted {
@@ -266,14 +275,17 @@ impl Store {
 
     /// The number of deliveries of an already accepted event with this id.
     fn known_event_deliveries(&self, id: &str) -> Result<Option<usize>> {
-        let Some(seq) = self.data.get(keys::idem(id))? else {
-            return Ok(None);
-        };
-        let seq = keys::be(&seq);
-        Ok(match self.event_record(seq)? {
-            Some(v) => Some(codec::decode_event(&v)?.0.fanned_out as usize),
-            None => Some(0),
-        })
+        if let Some(seq) = self.data.get(keys::idem(id))? {
+            let seq = keys::be(&seq);
+            return Ok(match self.event_record(seq)? {
+                Some(v) => Some(codec::decode_event(&v)?.0.fanned_out as usize),
+                None => Some(0),
+            });
+        }
+        // An id this store made up, given back as the client's own.
+        Ok(self
+            .made_up_event(id)?
+            .map(|event| event.fanned_out as usize))
     }
 }
 

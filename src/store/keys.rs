@@ -56,6 +56,21 @@ pub fn chunk(seq: u64, no: u16) -> [u8; 11] {
     k
 }
 
+/// The id of an event posted without one: `evt_` and a ULID of the time
+/// and, in its last 64 bits, the event's seq, so that finding it by id
+/// needs no `I` key. The 16 bits between are random, as a ULID's are.
+pub fn made_up_id(seq: u64, now_ms: u64) -> String {
+    let random = u128::from(ulid::Ulid::new().random() as u16) << 64 | u128::from(seq);
+    format!("evt_{}", ulid::Ulid::from_parts(now_ms, random))
+}
+
+/// The seq a made-up id says, if `id` has the form of one. Any client may
+/// post an id of that form: the event under the seq must carry the id.
+pub fn made_up_seq(id: &str) -> Option<u64> {
+    let ulid = id.strip_prefix("evt_")?;
+    Some(ulid::Ulid::from_string(ulid).ok()?.random() as u64)
+}
+
 /// `I ‖ id`.
 pub fn idem(id: &str) -> Vec<u8> {
     let mut k = Vec::with_capacity(1 + id.len());
@@ -182,6 +197,18 @@ pub fn be(b: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_made_up_id_says_its_seq_and_nothing_else_does() {
+        for seq in [0, 1, 77, u64::MAX] {
+            let id = made_up_id(seq, 1_700_000_000_000);
+            assert_eq!(id.len(), 30, "{id}");
+            assert_eq!(made_up_seq(&id), Some(seq), "{id}");
+        }
+        assert_eq!(made_up_seq("evt_"), None);
+        assert_eq!(made_up_seq("evt_0123456789"), None);
+        assert_eq!(made_up_seq("order-17"), None);
+    }
 
     #[test]
     fn due_keys_sort_by_sub_then_time_then_id() {

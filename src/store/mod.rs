@@ -41,8 +41,9 @@ use std::sync::{Arc, Mutex};
 /// and a delivery record keeps the latest attempt.
 /// 3: the unordered deliveries an ingest round opens for one subscription
 /// share one due key (`keys::due_group`).
-/// 4: the small events of an ingest round share event keys (`events`), and
-/// a due key says which event key holds its delivery's event.
+/// 4: the small events of an ingest round share event keys (`events`), a
+/// due key says which event key holds its delivery's event, and an id
+/// hookd made up has no `I` key (`keys::made_up_id`).
 pub const SCHEMA_VERSION: u32 = 4;
 const SCHEMA_KEY: &[u8] = b"schema";
 

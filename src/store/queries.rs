@@ -67,10 +67,9 @@ impl Store {
 
     /// An event by its id, with data and deliveries.
     pub fn event_detail(&self, id: &str) -> Result<Option<EventDetail>> {
-        let Some(seq) = self.data.get(keys::idem(id))? else {
+        let Some(seq) = self.event_seq(id)? else {
             return Ok(None);
         };
-        let seq = keys::be(&seq);
         let Some((event, data)) = self.event_by_seq(seq)? else {
             return Ok(None);
         };
