@@ -33,18 +33,23 @@ pub fn parse_event_id(id: &str) -> Option<u64> {
     id.strip_prefix('e')?.parse().ok()
 }
 
-/// Appends the JSON of event number `n`; with `keys` above 0 it carries
-/// ordering key `k{n % keys}`.
-pub fn write_event(out: &mut String, n: u64, keys: u64) {
+/// Appends the JSON of event number `n`, with its id unless `anonymous`
+/// (then hookd makes one up); with `keys` above 0 it carries ordering key
+/// `k{n % keys}`.
+pub fn write_event(out: &mut String, n: u64, keys: u64, anonymous: bool) {
     let key = if keys > 0 {
         format!(r#","ordering_key":"k{}""#, n % keys)
     } else {
         String::new()
     };
+    // About as long either way: the id moves into the data.
+    let (id, reference) = match anonymous {
+        false => (format!(r#","id":"{}""#, event_id(n)), String::new()),
+        true => (String::new(), format!(r#""ref":"{}","#, event_id(n))),
+    };
     let _ = write!(
         out,
-        r#"{{"type":"bench.event","id":"{}"{key},"data":{{"seq":{n},"origin":"hookd-bench","pad":"{PAD}"}}}}"#,
-        event_id(n)
+        r#"{{"type":"bench.event"{id}{key},"data":{{"seq":{n},{reference}"origin":"hookd-bench","pad":"{PAD}"}}}}"#,
     );
 }
 
@@ -65,6 +70,8 @@ pub struct Plan {
     pub track_events: bool,
     /// Distinct ordering keys the events carry (0: none).
     pub ordering_keys: u64,
+    /// Events without ids: hookd makes them up, and keeps no id key.
+    pub anonymous: bool,
 }
 
 impl Plan {
@@ -77,14 +84,14 @@ impl Plan {
         let per = self.events_per_request();
         let mut out = String::with_capacity(320 * per as usize + 2);
         match self.batch {
-            None => write_event(&mut out, i, self.ordering_keys),
+            None => write_event(&mut out, i, self.ordering_keys, self.anonymous),
             Some(_) => {
                 out.push('[');
                 for j in 0..per {
                     if j > 0 {
                         out.push(',');
                     }
-                    write_event(&mut out, i * per + j, self.ordering_keys);
+                    write_event(&mut out, i * per + j, self.ordering_keys, self.anonymous);
                 }
                 out.push(']');
             }

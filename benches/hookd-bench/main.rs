@@ -30,11 +30,12 @@ pub fn now_ns() -> u64 {
 }
 
 /// Every scenario, in the order they run.
-const SCENARIOS: [&str; 11] = [
+const SCENARIOS: [&str; 12] = [
     "ceiling",
     "ingest-0",
     "ingest-1",
     "batch-100",
+    "batch-100-anon",
     "e2e-1",
     "fanout-10",
     "fanout-100",
@@ -49,7 +50,8 @@ const USAGE: &str = "usage: cargo bench --bench hookd-bench -- [--json] [--quick
   --json    print the results as one JSON document on stdout (progress goes to stderr)
   --quick   smaller counts and shorter runs
   --only    run only these scenarios (comma-separated):
-            ceiling ingest-0 ingest-1 batch-100 e2e-1 fanout-10 fanout-100 ordered-1000 rate-limited-100 backlog idle";
+            ceiling ingest-0 ingest-1 batch-100 batch-100-anon e2e-1 fanout-10 fanout-100
+            ordered-1000 rate-limited-100 backlog idle";
 
 struct Options {
     json: bool,
@@ -162,6 +164,7 @@ fn run(options: &Options) -> Res<bool> {
             "ingest-0" => bench.ingest(name, 0, None),
             "ingest-1" => bench.ingest(name, 1, None),
             "batch-100" => bench.ingest(name, 1, Some(100)),
+            "batch-100-anon" => bench.ingest_anonymous(name, 1, Some(100)),
             "e2e-1" => bench.deliveries(name, 1, sizes.e2e_events),
             "fanout-10" => bench.deliveries(name, 10, sizes.fanout10_events),
             "fanout-100" => bench.deliveries(name, 100, sizes.fanout100_events),
@@ -242,7 +245,7 @@ fn machine(bench: &Bench) -> Vec<(String, String)> {
     let loadavg = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let loadavg: Vec<&str> = loadavg.split_whitespace().take(3).collect();
     let mut sample = String::new();
-    load::write_event(&mut sample, 0, 0);
+    load::write_event(&mut sample, 0, 0, false);
     vec![
         ("nproc".into(), nproc.to_string()),
         ("cpu".into(), model),

@@ -206,6 +206,7 @@ impl Bench {
             max_time: self.sizes.window,
             track_events: false,
             ordering_keys: 0,
+            anonymous: false,
         }
     }
 
@@ -258,6 +259,26 @@ impl Bench {
 
     /// `ingest-0`, `ingest-1`, `batch-100`: timed ingest with `subs` subscriptions.
     pub fn ingest(&self, name: &'static str, subs: usize, batch: Option<usize>) -> Res<Scenario> {
+        self.timed_ingest(name, subs, batch, false)
+    }
+
+    /// `batch-100-anon`: as `ingest`, with events that carry no id.
+    pub fn ingest_anonymous(
+        &self,
+        name: &'static str,
+        subs: usize,
+        batch: Option<usize>,
+    ) -> Res<Scenario> {
+        self.timed_ingest(name, subs, batch, true)
+    }
+
+    fn timed_ingest(
+        &self,
+        name: &'static str,
+        subs: usize,
+        batch: Option<usize>,
+        anonymous: bool,
+    ) -> Res<Scenario> {
         let mut s = Scenario::new(name);
         let ws = Workspace::new()?;
         let daemon = Daemon::start(&self.bin, &ws)?;
@@ -265,7 +286,10 @@ impl Bench {
         for k in 0..subs {
             self.subscribe(&ws, &receiver.url(k))?;
         }
-        let plan = self.timed_plan(daemon.ingest, batch);
+        let plan = Plan {
+            anonymous,
+            ..self.timed_plan(daemon.ingest, batch)
+        };
         let flush = FlushMark::new(self, &daemon);
         let cpu = CpuMark::new(daemon.pid);
         let out = self.load(&plan)?;
