@@ -92,7 +92,7 @@ impl Store {
             // remove_subscription): the other order could deadlock with them.
             let _delivery = self.delivery_lock.lock().unwrap();
             let _ingest = self.ingest_lock.lock().unwrap();
-            self.db.generate_id()?
+            self.next_id()?
         };
         let db = sled::Config::new()
             .path(dest)
@@ -190,6 +190,9 @@ impl Store {
             }
         }
         out.finish()?;
+        // Every id copied was drawn before this one: the restored store
+        // draws above it (see `open::id_floor`).
+        meta.insert(super::open::ID_FLOOR_KEY, &self.next_id()?.to_be_bytes())?;
         db.flush()?;
         summary.bytes = db.size_on_disk().unwrap_or(0);
         drop(meta);

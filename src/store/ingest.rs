@@ -152,7 +152,7 @@ impl Store {
                         continue;
                     }
                 }
-                let seq = self.db.generate_id()?;
+                let seq = self.next_id()?;
                 let id = match &event.id {
                     Some(id) => id.clone(),
                     None => keys::made_up_id(seq, now),
@@ -163,7 +163,7 @@ impl Store {
                 let mut unordered = Vec::new();
                 let mut heads = Vec::new();
                 for &sub_key in subs {
-                    let delivery_id = self.db.generate_id()?;
+                    let delivery_id = self.next_id()?;
                     // No record of its own until it changes: the event says
                     // what it is (see `Event::fresh_delivery`).
                     let delivery =
@@ -239,7 +239,7 @@ impl Store {
                     // delivery back at this time then writes its own key,
                     // never over the group (wall clocks can step back).
                     _ => batch.insert(
-                        &keys::due(sub_key, now, self.db.generate_id()?),
+                        &keys::due(sub_key, now, self.next_id()?),
                         keys::due_group(group),
                     ),
                 }

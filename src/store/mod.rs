@@ -69,6 +69,8 @@ pub struct Store {
     held: AtomicU64,
     /// Set by the clean shutdown, under both locks: no write may follow it.
     closed: AtomicBool,
+    /// Added to every id sled draws (see `open::id_floor`).
+    id_floor: u64,
 }
 
 /// How to open the store.
@@ -88,6 +90,11 @@ impl Store {
             reason,
         };
         let open::Opened { db, data } = open::open(path, options.cache_bytes)?;
+        let id_floor = open::id_floor(&db).map_err(|e| {
+            open_err(format!(
+                "cannot read its id floor ({e}): restore it from a backup"
+            ))
+        })?;
         let data_file = std::fs::File::open(path.join("db"))
             .map_err(|e| open_err(format!("cannot open its data file for fsync: {e}")))?;
         let flusher = Flusher::new();
@@ -107,6 +114,7 @@ impl Store {
             unsettled: Mutex::new(Default::default()),
             held: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            id_floor,
         };
         let counts = open::take_counts(&store.db).map_err(|e| {
             open_err(format!(
@@ -222,9 +230,10 @@ impl Store {
         self.flusher.durable().await
     }
 
-    /// A fresh number for a subscription's index keys.
+    /// A fresh id: an event's seq, a delivery's or a due group's id, a
+    /// subscription's key. Above every id the store holds.
     pub fn next_id(&self) -> Result<u64> {
-        Ok(self.db.generate_id()?)
+        Ok(self.id_floor.saturating_add(self.db.generate_id()?))
     }
 
     /// Open deliveries of one subscription.

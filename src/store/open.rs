@@ -33,6 +33,23 @@ const CLEAN_LINE: &str = "clean-shutdowns: ";
 /// The meta key of the clean-shutdown count inside the store.
 const CLEAN_KEY: &[u8] = b"clean_shutdowns";
 
+/// The meta key of the floor under every id the store draws (see [`id_floor`]).
+pub(super) const ID_FLOOR_KEY: &[u8] = b"id_floor";
+
+/// What the store adds to every id sled's generator draws: 0, or, in a
+/// store restored from a backup, the next id of the store it was copied
+/// from. sled starts a reopened database's generator at its last persisted
+/// count plus two million, and a backup's count is its own (near 0): a
+/// store restarted once draws from two million on, and so would its
+/// restored copy, over the copied events' seqs.
+pub(super) fn id_floor(db: &sled::Db) -> Result<u64> {
+    let meta = db.open_tree("meta")?;
+    Ok(meta
+        .get(ID_FLOOR_KEY)?
+        .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
+        .unwrap_or(0))
+}
+
 /// The meta key of the counts a clean shutdown leaves for the next open
 /// (see [`Counts`]). Never in a running store: the open takes it out.
 pub(super) const COUNTS_KEY: &[u8] = b"counts";

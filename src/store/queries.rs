@@ -150,7 +150,7 @@ impl Store {
             let mut batch = sled::Batch::default();
             let mut ids = Vec::with_capacity(sub_keys.len());
             for &sub_key in sub_keys {
-                let id = self.db.generate_id()?;
+                let id = self.next_id()?;
                 let delivery = Delivery::new(id, seq, sub_key, event.ordering_key.clone(), now);
                 batch.insert(
                     &keys::with_u64(keys::DELIVERY, id),
