@@ -120,7 +120,7 @@ impl Store {
     /// The header of the event a made-up id names, if it is stored and is
     /// that id's (`keys::made_up_id`).
     pub(super) fn made_up_event(&self, id: &str) -> Result<Option<Event>> {
-        let Some(seq) = keys::made_up_seq(id) else {
+        let Some(seq) = keys::made_up_seq(id, self.id_salt) else {
             return Ok(None);
         };
         let Some(record) = self.event_record(seq)? else {
@@ -135,7 +135,9 @@ impl Store {
         if let Some(seq) = self.data.get(keys::idem(id))? {
             return Ok(Some(keys::be(&seq)));
         }
-        Ok(self.made_up_event(id)?.and(keys::made_up_seq(id)))
+        Ok(self
+            .made_up_event(id)?
+            .and(keys::made_up_seq(id, self.id_salt)))
     }
 
     /// The record of event `seq`, if it is stored.
@@ -467,7 +469,9 @@ mod tests {
         // An id of that form that names a stored seq but is not that
         // event's is an id like any other.
         let seq = store.event_detail(&accepted[3].id).unwrap().unwrap().seq;
-        let forged = format!("evt_{}", ulid::Ulid::from_parts(1, u128::from(seq)));
+        let named = u128::from(keys::mix(seq, store.id_salt));
+        let forged = format!("evt_{}", ulid::Ulid::from_parts(1, named));
+        assert_eq!(keys::made_up_seq(&forged, store.id_salt), Some(seq));
         assert!(store.event_detail(&forged).unwrap().is_none());
         let answers = store
             .ingest(vec![event(&forged, "{}".into())], vec![vec![1]])

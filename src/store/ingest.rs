@@ -155,7 +155,7 @@ impl Store {
                 let seq = self.next_id()?;
                 let id = match &event.id {
                     Some(id) => id.clone(),
-                    None => keys::made_up_id(seq, now),
+                    None => keys::made_up_id(seq, now, self.id_salt),
                 };
                 let mut delivery_ids = Vec::with_capacity(subs.len());
                 // Due now, each with its subscription; a lane's head also

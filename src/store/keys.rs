@@ -57,18 +57,56 @@ pub fn chunk(seq: u64, no: u16) -> [u8; 11] {
 }
 
 /// The id of an event posted without one: `evt_` and a ULID of the time
-/// and, in its last 64 bits, the event's seq, so that finding it by id
-/// needs no `I` key. The 16 bits between are random, as a ULID's are.
-pub fn made_up_id(seq: u64, now_ms: u64) -> String {
-    let random = u128::from(ulid::Ulid::new().random() as u16) << 64 | u128::from(seq);
+/// and, in its last 64 bits, the event's seq mixed with the store's random
+/// `salt` ([`mix`]), so that finding it by id needs no `I` key. The 16 bits
+/// between are random, as a ULID's are. The salt keeps the seq out of
+/// sight, and two stores from making the same ids.
+pub fn made_up_id(seq: u64, now_ms: u64, salt: u64) -> String {
+    let random = u128::from(ulid::Ulid::new().random() as u16) << 64 | u128::from(mix(seq, salt));
     format!("evt_{}", ulid::Ulid::from_parts(now_ms, random))
 }
 
 /// The seq a made-up id says, if `id` has the form of one. Any client may
 /// post an id of that form: the event under the seq must carry the id.
-pub fn made_up_seq(id: &str) -> Option<u64> {
+pub fn made_up_seq(id: &str, salt: u64) -> Option<u64> {
     let ulid = id.strip_prefix("evt_")?;
-    Some(ulid::Ulid::from_string(ulid).ok()?.random() as u64)
+    Some(unmix(
+        ulid::Ulid::from_string(ulid).ok()?.random() as u64,
+        salt,
+    ))
+}
+
+const MIX_A: u64 = 0x9e37_79b9_7f4a_7c15;
+const MIX_B: u64 = 0xbf58_476d_1ce4_e5b9;
+
+/// A permutation of the u64s, one per salt: xor, then multiplications by
+/// odd constants and xor-shifts, each of which can be undone ([`unmix`]).
+/// It hides, it does not encrypt.
+pub fn mix(x: u64, salt: u64) -> u64 {
+    let mut x = (x ^ salt).wrapping_mul(MIX_A);
+    x ^= x >> 32;
+    x = x.wrapping_mul(MIX_B);
+    x ^ (x >> 29)
+}
+
+/// The inverse of [`mix`].
+pub fn unmix(y: u64, salt: u64) -> u64 {
+    let mut x = y ^ (y >> 29) ^ (y >> 58);
+    x = x.wrapping_mul(inverse(MIX_B));
+    x ^= x >> 32;
+    x.wrapping_mul(inverse(MIX_A)) ^ salt
+}
+
+/// The inverse of odd `a` modulo 2^64 (Newton's iteration: each step
+/// doubles the correct low bits, from 3).
+const fn inverse(a: u64) -> u64 {
+    let mut x = a;
+    let mut i = 0;
+    while i < 5 {
+        x = x.wrapping_mul(2u64.wrapping_sub(a.wrapping_mul(x)));
+        i += 1;
+    }
+    x
 }
 
 /// `I ‖ id`.
@@ -199,15 +237,32 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_made_up_id_says_its_seq_and_nothing_else_does() {
-        for seq in [0, 1, 77, u64::MAX] {
-            let id = made_up_id(seq, 1_700_000_000_000);
+    fn a_made_up_id_says_its_seq_under_its_salt_and_nothing_else_does() {
+        let salt = 0x5eed_1234_abcd_0042;
+        for seq in [0, 1, 77, 2_000_000, u64::MAX] {
+            let id = made_up_id(seq, 1_700_000_000_000, salt);
             assert_eq!(id.len(), 30, "{id}");
-            assert_eq!(made_up_seq(&id), Some(seq), "{id}");
+            assert_eq!(made_up_seq(&id, salt), Some(seq), "{id}");
+            assert_ne!(made_up_seq(&id, salt ^ 1), Some(seq), "{id}");
         }
-        assert_eq!(made_up_seq("evt_"), None);
-        assert_eq!(made_up_seq("evt_0123456789"), None);
-        assert_eq!(made_up_seq("order-17"), None);
+        assert_eq!(made_up_seq("evt_", salt), None);
+        assert_eq!(made_up_seq("evt_0123456789", salt), None);
+        assert_eq!(made_up_seq("order-17", salt), None);
+        // Consecutive seqs do not show as consecutive.
+        assert!(mix(1, salt).abs_diff(mix(2, salt)) > 1 << 32);
+    }
+
+    #[test]
+    fn mix_is_undone_by_unmix() {
+        let mut x = 0x0123_4567_89ab_cdefu64;
+        for salt in [0, 1, u64::MAX, 0x5eed] {
+            for _ in 0..10_000 {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                assert_eq!(unmix(mix(x, salt), salt), x);
+            }
+        }
     }
 
     #[test]

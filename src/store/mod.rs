@@ -71,6 +71,8 @@ pub struct Store {
     closed: AtomicBool,
     /// Added to every id sled draws (see `open::id_floor`).
     id_floor: u64,
+    /// Mixed into made-up ids (see `keys::made_up_id`).
+    id_salt: u64,
 }
 
 /// How to open the store.
@@ -90,6 +92,11 @@ impl Store {
             reason,
         };
         let open::Opened { db, data } = open::open(path, options.cache_bytes)?;
+        let id_salt = open::id_salt(&db).map_err(|e| {
+            open_err(format!(
+                "cannot read its id salt ({e}): restore it from a backup"
+            ))
+        })?;
         let id_floor = open::id_floor(&db).map_err(|e| {
             open_err(format!(
                 "cannot read its id floor ({e}): restore it from a backup"
@@ -115,6 +122,7 @@ impl Store {
             held: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             id_floor,
+            id_salt,
         };
         let counts = open::take_counts(&store.db).map_err(|e| {
             open_err(format!(

@@ -33,6 +33,24 @@ const CLEAN_LINE: &str = "clean-shutdowns: ";
 /// The meta key of the clean-shutdown count inside the store.
 const CLEAN_KEY: &[u8] = b"clean_shutdowns";
 
+/// The meta key of the store's salt for made-up ids (`keys::made_up_id`).
+const ID_SALT_KEY: &[u8] = b"id_salt";
+
+/// The store's salt for made-up ids; a new store draws one at random. It
+/// goes into the log before any event that uses it, so a flush that makes
+/// such an event durable makes the salt durable too. A backup copies it.
+pub(super) fn id_salt(db: &sled::Db) -> Result<u64> {
+    let meta = db.open_tree("meta")?;
+    if let Some(v) = meta.get(ID_SALT_KEY)? {
+        if let Ok(bytes) = v.as_ref().try_into() {
+            return Ok(u64::from_be_bytes(bytes));
+        }
+    }
+    let salt = ulid::Ulid::new().random() as u64;
+    meta.insert(ID_SALT_KEY, &salt.to_be_bytes())?;
+    Ok(salt)
+}
+
 /// The meta key of the floor under every id the store draws (see [`id_floor`]).
 pub(super) const ID_FLOOR_KEY: &[u8] = b"id_floor";
 
