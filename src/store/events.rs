@@ -95,8 +95,11 @@ impl EventEdits {
     pub fn write(self, store: &Store, batch: &mut sled::Batch) -> Result<()> {
         for (key, changes) in self.packs {
             let event_key = keys::with_u64(keys::EVENT, key);
+            // Read under the locks the edits were made under: it is there.
             let Some(v) = store.data.get(event_key)? else {
-                continue;
+                return Err(crate::error::Error::Write(format!(
+                    "the event pack at seq {key} went while its members were edited"
+                )));
             };
             let mut members: Vec<(u64, Vec<u8>)> = Vec::new();
             for (seq, record) in codec::pack_members(&v)? {
@@ -481,5 +484,30 @@ mod tests {
         let own = store.event_detail(&forged).unwrap().unwrap();
         assert_ne!(own.seq, seq);
         assert!(store.event_detail("evt_not-a-ulid").unwrap().is_none());
+    }
+
+    #[test]
+    fn retention_keeps_an_event_whose_delivery_cannot_be_found() {
+        let (_dir, store) = crate::store::open_temp();
+        let seq = store.next_id().unwrap();
+        let lost = Event {
+            id: "lost".into(),
+            event_type: "a.b".into(),
+            tenant: None,
+            ordering_key: None,
+            received_at: 1,
+            data_len: 2,
+            fanned_out: 0,
+            deliveries: vec![seq + 1],
+            subs: Vec::new(),
+        };
+        let record = codec::encode_event(&lost, Some(b"{}"));
+        store
+            .data
+            .insert(keys::with_u64(keys::EVENT, seq), record)
+            .unwrap();
+        let progress = store.purge_batch(now_ms(), None, 10).unwrap();
+        assert_eq!((progress.scanned, progress.purged), (1, 0));
+        assert!(store.event_record(seq).unwrap().is_some());
     }
 }

@@ -213,6 +213,11 @@ impl Store {
         let _delivery = self.delivery_lock.lock().unwrap();
         let _ingest = self.ingest_lock.lock().unwrap();
         self.closed.store(true, Ordering::Relaxed);
+        // A store that failed a flush is not shut down cleanly: the next
+        // open counts afresh, and its log is judged as after a crash.
+        if let Some(reason) = self.flusher.failure() {
+            return Err(Error::Flush(reason));
+        }
         let counts = open::Counts {
             held: self.held_bytes(),
             open: self.open.lock().unwrap().clone(),
@@ -232,9 +237,12 @@ impl Store {
 
     /// Writes a subscription durably (create or update).
     pub async fn put_subscription(&self, sub: &Subscription) -> Result<()> {
-        self.data
-            .insert(keys::with_u64(keys::SUB, sub.key), codec::encode(sub))
-            .map_err(|e| self.fatal(e))?;
+        {
+            let _guard = self.delivery_lock.lock().unwrap();
+            let mut batch = sled::Batch::default();
+            batch.insert(&keys::with_u64(keys::SUB, sub.key), codec::encode(sub));
+            self.apply(batch)?;
+        }
         self.flusher.durable().await
     }
 

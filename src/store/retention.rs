@@ -60,14 +60,19 @@ impl Store {
                 break;
             }
             let mut deliveries: Vec<Delivery> = Vec::with_capacity(event.deliveries.len());
+            // A delivery that cannot be found counts as open: an event is
+            // never purged on the strength of a lookup that failed.
+            let mut missing = false;
             for &id in &event.deliveries {
-                if let Some(d) = self.delivery(id)? {
-                    deliveries.push(d);
+                match self.delivery(id)? {
+                    Some(d) => deliveries.push(d),
+                    None => missing = true,
                 }
             }
-            let closed = deliveries
-                .iter()
-                .all(|d| !d.status.is_open() && d.updated_at < cutoff);
+            let closed = !missing
+                && deliveries
+                    .iter()
+                    .all(|d| !d.status.is_open() && d.updated_at < cutoff);
             if !closed {
                 continue;
             }

@@ -289,4 +289,17 @@ mod tests {
         assert_eq!((store.open_count(7), store.held_bytes()), (1, held));
         assert!(store.data.get(keys::idem("after")).unwrap().is_none());
     }
+
+    #[test]
+    fn a_store_that_failed_a_flush_records_no_clean_shutdown() {
+        let (_dir, store) = crate::store::open_temp();
+        store
+            .write_round(&[unordered("before", &[7])], &[])
+            .unwrap();
+        store.flusher().fail("the disk went away".into());
+        let refused = store.flush_now().unwrap_err().to_string();
+        assert!(refused.contains("the disk went away"), "{refused}");
+        let meta = store.db.open_tree("meta").unwrap();
+        assert!(meta.get(super::super::open::COUNTS_KEY).unwrap().is_none());
+    }
 }
