@@ -510,4 +510,30 @@ mod tests {
         assert_eq!((progress.scanned, progress.purged), (1, 0));
         assert!(store.event_record(seq).unwrap().is_some());
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pack_whose_first_member_was_purged_still_serves_the_rest() {
+        let (_dir, store) = crate::store::open_temp();
+        let events = round();
+        // One round: s0 with no delivery (closed from the start), then nine
+        // with one each; all in one pack under s0's seq.
+        let new: Vec<NewEvent> = events[..10]
+            .iter()
+            .map(|(id, d)| event(id, d.clone()))
+            .collect();
+        let mut routes = vec![vec![1]; 10];
+        routes[0] = Vec::new();
+        store.ingest(new, routes).await.unwrap();
+        assert_eq!(event_keys(&store).len(), 1);
+        let progress = store.purge_batch(now_ms() + 1, None, 100).unwrap();
+        assert_eq!(progress.purged, 1);
+        assert!(store.event_detail("s0").unwrap().is_none());
+
+        let due = store.due_batch(1, u64::MAX, 100, &|_| false).unwrap().ready;
+        assert_eq!(due.len(), 9);
+        for (due, (id, data)) in due.iter().zip(&events[1..10]) {
+            let loaded = store.load_for_attempt(*due).unwrap().unwrap();
+            assert_eq!((&loaded.event.id, &loaded.data[..]), (id, data.as_bytes()));
+        }
+    }
 }
