@@ -125,26 +125,45 @@ pub fn is_pack(v: &[u8]) -> bool {
     v.first() == Some(&EVENT_PACK)
 }
 
-/// The members of a pack, each record a slice of `v` (no copy).
-pub fn pack_members(v: &sled::IVec) -> Result<Vec<(u64, sled::IVec)>> {
-    let damaged = || Error::Decode {
-        what: "event pack".into(),
-        source: Box::new(bincode::ErrorKind::Custom("a member is cut short".into())),
-    };
-    let mut members = Vec::new();
-    let mut at = 1;
-    while at < v.len() {
-        let entry = v.get(at..at + PACK_ENTRY).ok_or_else(damaged)?;
-        let seq = u64::from_be_bytes(entry[..8].try_into().unwrap());
-        let len = u32::from_be_bytes(entry[8..].try_into().unwrap()) as usize;
-        at += PACK_ENTRY;
-        if v.len() - at < len {
-            return Err(damaged());
+/// The members of pack `v` in seq order, each as its seq and where its
+/// record lies in `v`; nothing is copied or allocated.
+pub fn pack_members(v: &[u8]) -> PackMembers<'_> {
+    PackMembers { v, at: 1 }
+}
+
+/// See [`pack_members`].
+pub struct PackMembers<'a> {
+    v: &'a [u8],
+    at: usize,
+}
+
+impl Iterator for PackMembers<'_> {
+    type Item = Result<(u64, std::ops::Range<usize>)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.at >= self.v.len() {
+            return None;
         }
-        members.push((seq, v.subslice(at, len)));
-        at += len;
+        let start = self.at + PACK_ENTRY;
+        let member = self.v.get(self.at..start).and_then(|entry| {
+            let seq = u64::from_be_bytes(entry[..8].try_into().unwrap());
+            let len = u32::from_be_bytes(entry[8..].try_into().unwrap()) as usize;
+            (self.v.len() - start >= len).then_some((seq, start..start + len))
+        });
+        match member {
+            Some((seq, record)) => {
+                self.at = record.end;
+                Some(Ok((seq, record)))
+            }
+            None => {
+                self.at = self.v.len();
+                Some(Err(Error::Decode {
+                    what: "event pack".into(),
+                    source: Box::new(bincode::ErrorKind::Custom("a member is cut short".into())),
+                }))
+            }
+        }
     }
-    Ok(members)
 }
 
 /// The event header as versions 1 and 2 stored it: without `subs`.

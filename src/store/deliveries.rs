@@ -401,7 +401,7 @@ impl Store {
             }));
         }
         // Untouched since ingest: its event holds it (see `events`).
-        let Some((seq, v)) = self.event_of_delivery(id, event)? else {
+        let Some((_, seq, v)) = self.event_of_delivery(id, event)? else {
             return Ok(None);
         };
         let (header, inline) = codec::decode_event(&v)?;

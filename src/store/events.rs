@@ -86,29 +86,28 @@ impl Packer {
 /// whatever number of its members change.
 #[derive(Default)]
 pub(super) struct EventEdits {
-    /// Per pack key: the members that change, to a new record or to nothing.
-    packs: BTreeMap<u64, BTreeMap<u64, Option<Vec<u8>>>>,
+    /// Per pack key: the pack as read under the batch's locks, and the
+    /// members that change.
+    packs: BTreeMap<u64, (IVec, MemberChanges)>,
 }
+
+/// Per member seq: its new record, or nothing (removed).
+type MemberChanges = BTreeMap<u64, Option<Vec<u8>>>;
 
 impl EventEdits {
     /// Adds the edits to `batch`.
-    pub fn write(self, store: &Store, batch: &mut sled::Batch) -> Result<()> {
-        for (key, changes) in self.packs {
-            let event_key = keys::with_u64(keys::EVENT, key);
-            // Read under the locks the edits were made under: it is there.
-            let Some(v) = store.data.get(event_key)? else {
-                return Err(crate::error::Error::Write(format!(
-                    "the event pack at seq {key} went while its members were edited"
-                )));
-            };
+    pub fn write(self, batch: &mut sled::Batch) -> Result<()> {
+        for (key, (pack, changes)) in self.packs {
             let mut members: Vec<(u64, Vec<u8>)> = Vec::new();
-            for (seq, record) in codec::pack_members(&v)? {
+            for member in codec::pack_members(&pack) {
+                let (seq, record) = member?;
                 match changes.get(&seq) {
                     Some(Some(new)) => members.push((seq, new.clone())),
                     Some(None) => {}
-                    None => members.push((seq, record.to_vec())),
+                    None => members.push((seq, pack[record].to_vec())),
                 }
             }
+            let event_key = keys::with_u64(keys::EVENT, key);
             if members.is_empty() {
                 batch.remove(&event_key);
             } else {
@@ -119,10 +118,27 @@ impl EventEdits {
     }
 }
 
+/// The record under event key `key` with the highest seq at or below
+/// `bound`: the value itself, or the last such member of the pack there.
+fn last_at_or_below(key: u64, v: IVec, bound: u64) -> Result<Option<(u64, IVec)>> {
+    if !codec::is_pack(&v) {
+        return Ok((key <= bound).then_some((key, v)));
+    }
+    let mut last = None;
+    for member in codec::pack_members(&v) {
+        let (seq, record) = member?;
+        if seq > bound {
+            break;
+        }
+        last = Some((seq, record));
+    }
+    Ok(last.map(|(seq, record)| (seq, v.subslice(record.start, record.len()))))
+}
+
 impl Store {
-    /// The header of the event a made-up id names, if it is stored and is
+    /// The event a made-up id names, with its seq, if it is stored and is
     /// that id's (`keys::made_up_id`).
-    pub(super) fn made_up_event(&self, id: &str) -> Result<Option<Event>> {
+    pub(super) fn made_up_event(&self, id: &str) -> Result<Option<(u64, Event)>> {
         let Some(seq) = keys::made_up_seq(id, self.id_salt) else {
             return Ok(None);
         };
@@ -130,7 +146,7 @@ impl Store {
             return Ok(None);
         };
         let (event, _) = codec::decode_event(&record)?;
-        Ok((event.id == id).then_some(event))
+        Ok((event.id == id).then_some((seq, event)))
     }
 
     /// The seq of the event with `id`: its `I` key's, or the one its made-up id says.
@@ -138,9 +154,7 @@ impl Store {
         if let Some(seq) = self.data.get(keys::idem(id))? {
             return Ok(Some(keys::be(&seq)));
         }
-        Ok(self
-            .made_up_event(id)?
-            .and(keys::made_up_seq(id, self.id_salt)))
+        Ok(self.made_up_event(id)?.map(|(seq, _)| seq))
     }
 
     /// The record of event `seq`, if it is stored.
@@ -148,22 +162,18 @@ impl Store {
         let Some((key, v)) = self.event_key_at_or_below(seq)? else {
             return Ok(None);
         };
-        if !codec::is_pack(&v) {
-            return Ok((key == seq).then_some(v));
-        }
-        Ok(codec::pack_members(&v)?
-            .into_iter()
-            .find(|&(s, _)| s == seq)
+        Ok(last_at_or_below(key, v, seq)?
+            .filter(|&(s, _)| s == seq)
             .map(|(_, record)| record))
     }
 
-    /// The event of delivery `id` as (seq, record): the last stored below
-    /// the id, looked for where `at` says if the caller knows.
+    /// The event of delivery `id` as (event key, seq, record): the last
+    /// stored below the id, looked for where `at` says if the caller knows.
     pub(super) fn event_of_delivery(
         &self,
         id: u64,
         at: Option<EventAt>,
-    ) -> Result<Option<(u64, IVec)>> {
+    ) -> Result<Option<(u64, u64, IVec)>> {
         let found = match at {
             Some(EventAt::Key(key)) => self
                 .data
@@ -175,13 +185,11 @@ impl Store {
         let Some((key, v)) = found else {
             return Ok(None);
         };
-        if !codec::is_pack(&v) {
-            return Ok(Some((key, v)));
-        }
-        Ok(codec::pack_members(&v)?
-            .into_iter()
-            .take_while(|&(s, _)| s < id)
-            .last())
+        // Ingest draws an event's seq before its deliveries' ids.
+        let Some(bound) = id.checked_sub(1) else {
+            return Ok(None);
+        };
+        Ok(last_at_or_below(key, v, bound)?.map(|(seq, record)| (key, seq, record)))
     }
 
     /// Records the change of event `seq`'s record (to `new`, or removed)
@@ -195,7 +203,11 @@ impl Store {
     ) -> Result<()> {
         match self.event_key_at_or_below(seq)? {
             Some((key, v)) if codec::is_pack(&v) => {
-                edits.packs.entry(key).or_default().insert(seq, new);
+                let (_, changes) = edits
+                    .packs
+                    .entry(key)
+                    .or_insert_with(|| (v, BTreeMap::new()));
+                changes.insert(seq, new);
             }
             _ => {
                 let k = keys::with_u64(keys::EVENT, seq);
@@ -221,11 +233,11 @@ impl Store {
 
     /// Every event record, newest first or oldest first, packs opened.
     pub(super) fn all_events(&self, newest_first: bool) -> EventRecords {
-        let scan = self.data.scan_prefix([keys::EVENT]);
-        match newest_first {
-            true => Box::new(scan.rev().flat_map(|item| open_pack(item, true))),
-            false => Box::new(scan.flat_map(|item| open_pack(item, false))),
+        if !newest_first {
+            return self.events_from(None);
         }
+        let scan = self.data.scan_prefix([keys::EVENT]).rev();
+        Box::new(scan.flat_map(|item| open_pack(item, true)))
     }
 
     /// The event key at or below `seq`, with its value, in one lookup.
@@ -262,15 +274,13 @@ fn open_pack(item: sled::Result<(IVec, IVec)>, reverse: bool) -> Vec<Result<(u64
     if !codec::is_pack(&v) {
         return vec![Ok((seq, v))];
     }
-    match codec::pack_members(&v) {
-        Ok(mut members) => {
-            if reverse {
-                members.reverse();
-            }
-            members.into_iter().map(Ok).collect()
-        }
-        Err(e) => vec![Err(e)],
+    let mut members: Vec<_> = codec::pack_members(&v)
+        .map(|member| member.map(|(seq, r)| (seq, v.subslice(r.start, r.len()))))
+        .collect();
+    if reverse {
+        members.reverse();
     }
+    members
 }
 
 #[cfg(test)]

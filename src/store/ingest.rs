@@ -285,7 +285,7 @@ impl Store {
         // An id this store made up, given back as the client's own.
         Ok(self
             .made_up_event(id)?
-            .map(|event| event.fanned_out as usize))
+            .map(|(_, event)| event.fanned_out as usize))
     }
 }
 

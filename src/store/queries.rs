@@ -165,7 +165,7 @@ impl Store {
             let mut edits = EventEdits::default();
             let record = codec::encode_event(&event, inline);
             self.edit_event(&mut batch, &mut edits, seq, Some(record))?;
-            edits.write(self, &mut batch)?;
+            edits.write(&mut batch)?;
             self.apply(batch)?;
             self.add_held(super::budget::footprint(&event) - held_before);
             for &sub_key in sub_keys {

@@ -96,7 +96,7 @@ impl Store {
         if progress.scanned < limit {
             progress.resume_after = None;
         }
-        edits.write(self, &mut batch)?;
+        edits.write(&mut batch)?;
         self.apply(batch)?;
         self.remove_held(freed);
         Ok(progress)
