@@ -116,7 +116,11 @@ pub async fn attempt(
     ctx.metrics.record_attempt(&outcome, &verdict);
     log_attempt(sub, &loaded, &record, &outcome);
     summary.class = class_of(&outcome, &verdict);
-    let Some((_, made_due)) = ctx.store.record_attempt(&loaded.delivery, record).await? else {
+    let Some((_, made_due)) = ctx
+        .store
+        .record_attempt(&loaded.delivery, loaded.event_key, record)
+        .await?
+    else {
         summary.class = Class::Skipped;
         return Ok(summary);
     };

@@ -17,6 +17,8 @@ pub type Recorded = Option<(Delivery, Option<u64>)>;
 /// An attempt outcome queued for the commit thread's next round.
 pub(super) struct AttemptJob {
     pub before: Delivery,
+    /// Where the attempt found the delivery's event (`Loaded::event_key`).
+    pub event_key: Option<u64>,
     pub record: AttemptRecord,
     pub reply: oneshot::Sender<Result<Recorded>>,
 }
@@ -63,6 +65,9 @@ pub struct Loaded {
     pub delivery: Delivery,
     pub event: Event,
     pub data: Bytes,
+    /// The event key its event was read from, if the delivery has no record
+    /// of its own yet: recording the attempt reads the event there again.
+    pub event_key: Option<u64>,
 }
 
 /// The outcome of an attempt, to be recorded.
@@ -125,11 +130,13 @@ impl Store {
         if !delivery.status.is_open() {
             return Ok(None);
         }
+        let event_key = record.as_ref().map(|found| found.key);
         let event = match record {
             Some(FoundEvent {
                 header,
                 record,
                 inline_len,
+                ..
             }) => {
                 let inline = inline_len.map(|n| codec::inline_data(&record, n));
                 Some(self.with_data(delivery.event_seq, header, inline)?)
@@ -143,6 +150,7 @@ impl Store {
             delivery,
             event,
             data,
+            event_key,
         }))
     }
 
@@ -154,14 +162,17 @@ impl Store {
     ///
     /// Returns the delivery as recorded, and the lane successor this made
     /// due, which stays unattempted until [`Store::settle`] says the batch is durable.
+    /// `event_key` is where the attempt found the event (`Loaded::event_key`).
     pub async fn record_attempt(
         &self,
         before: &Delivery,
+        event_key: Option<u64>,
         record: AttemptRecord,
     ) -> Result<Option<(Delivery, Option<u64>)>> {
         let (reply, answer) = oneshot::channel();
         self.flusher.submit(Job::Attempt(AttemptJob {
             before: before.clone(),
+            event_key,
             record,
             reply,
         }));
@@ -179,7 +190,7 @@ impl Store {
         let mut recorded = Vec::with_capacity(jobs.len());
         let mut edits = DueEdits::default();
         for job in jobs {
-            match self.stage_attempt(batch, lanes, &mut edits, &job.before, &job.record) {
+            match self.stage_attempt(batch, lanes, &mut edits, job) {
                 Ok(r) => recorded.push(r),
                 Err(e) => {
                     self.settle_all(&recorded);
@@ -207,14 +218,19 @@ impl Store {
         batch: &mut sled::Batch,
         lanes: &LanesInBatch,
         edits: &mut DueEdits,
-        before: &Delivery,
-        record: &AttemptRecord,
+        job: &AttemptJob,
     ) -> Result<Recorded> {
+        let (before, record) = (&job.before, &job.record);
+        // Where the attempt found the event, else by seq (a `get_lt`).
+        let event = match job.event_key {
+            Some(key) => EventAt::Key(key),
+            None => EventAt::Seq(before.event_seq),
+        };
         let Some(Found {
             delivery: current,
             latest,
             ..
-        }) = self.find_delivery(before.id, Some(EventAt::Seq(before.event_seq)))?
+        }) = self.find_delivery(before.id, Some(event))?
         else {
             return Ok(None);
         };
@@ -401,7 +417,7 @@ impl Store {
             }));
         }
         // Untouched since ingest: its event holds it (see `events`).
-        let Some((_, seq, v)) = self.event_of_delivery(id, event)? else {
+        let Some((key, seq, v)) = self.event_of_delivery(id, event)? else {
             return Ok(None);
         };
         let (header, inline) = codec::decode_event(&v)?;
@@ -410,6 +426,7 @@ impl Store {
             delivery,
             latest: None,
             event: Some(FoundEvent {
+                key,
                 header,
                 record: v,
                 inline_len,
@@ -495,6 +512,8 @@ pub(super) struct Found {
 /// The event record [`Store::find_delivery`] read, and its header, decoded
 /// once: an attempt needs the header and the data.
 pub(super) struct FoundEvent {
+    /// The event key the record is under (its own, or its pack's).
+    pub key: u64,
     pub header: Event,
     pub record: sled::IVec,
     /// The length of its data, if that is inline (`codec::inline_data`).
@@ -580,7 +599,7 @@ mod tests {
         failed.status = DeliveryStatus::Failed;
         failed.next_at = fresh.next_at + 1;
         let (retrying, _) = store
-            .record_attempt(&fresh, failed.clone())
+            .record_attempt(&fresh, None, failed.clone())
             .await
             .unwrap()
             .unwrap();
@@ -588,7 +607,7 @@ mod tests {
         ok.attempt.no = 2;
         ok.spent = 2;
         store
-            .record_attempt(&retrying, ok.clone())
+            .record_attempt(&retrying, None, ok.clone())
             .await
             .unwrap()
             .unwrap();
@@ -706,7 +725,10 @@ mod tests {
 
         // One attempted (now with a record), one redelivery (made with one).
         let attempted = fresh[2].clone();
-        let recorded = store.record_attempt(&attempted, delivered()).await.unwrap();
+        let recorded = store
+            .record_attempt(&attempted, None, delivered())
+            .await
+            .unwrap();
         assert_eq!(recorded.unwrap().0.status, DeliveryStatus::Delivered);
         let redelivery = store.requeue(fresh[0].event_seq, &[2]).await.unwrap()[0];
 

@@ -76,6 +76,7 @@ mod tests {
     fn delivered(before: &crate::model::Delivery) -> AttemptJob {
         AttemptJob {
             before: before.clone(),
+            event_key: None,
             record: AttemptRecord {
                 attempt: Attempt {
                     no: 1,
