@@ -59,21 +59,26 @@ pub fn chunk(seq: u64, no: u16) -> [u8; 11] {
 /// The id of an event posted without one: `evt_` and a ULID of the time
 /// and, in its last 64 bits, the event's seq mixed with the store's random
 /// `salt` ([`mix`]), so that finding it by id needs no `I` key. The 16 bits
-/// between are random, as a ULID's are. The salt keeps the seq out of
-/// sight, and two stores from making the same ids.
+/// between are a tag of the salt's, so a client's own ULID ids are seldom
+/// taken for made-up ones (and looked up for nothing). The salt keeps the
+/// seq out of sight, and two stores from making the same ids.
 pub fn made_up_id(seq: u64, now_ms: u64, salt: u64) -> String {
-    let random = u128::from(ulid::Ulid::new().random() as u16) << 64 | u128::from(mix(seq, salt));
+    let random = u128::from(tag(salt)) << 64 | u128::from(mix(seq, salt));
     format!("evt_{}", ulid::Ulid::from_parts(now_ms, random))
 }
 
 /// The seq a made-up id says, if `id` has the form of one. Any client may
 /// post an id of that form: the event under the seq must carry the id.
 pub fn made_up_seq(id: &str, salt: u64) -> Option<u64> {
-    let ulid = id.strip_prefix("evt_")?;
-    Some(unmix(
-        ulid::Ulid::from_string(ulid).ok()?.random() as u64,
-        salt,
-    ))
+    let random = ulid::Ulid::from_string(id.strip_prefix("evt_")?)
+        .ok()?
+        .random();
+    ((random >> 64) as u16 == tag(salt)).then(|| unmix(random as u64, salt))
+}
+
+/// The 16 bits of a made-up id between its time and its mixed seq.
+fn tag(salt: u64) -> u16 {
+    (salt >> 48) as u16
 }
 
 const MIX_A: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -248,6 +253,10 @@ mod tests {
         assert_eq!(made_up_seq("evt_", salt), None);
         assert_eq!(made_up_seq("evt_0123456789", salt), None);
         assert_eq!(made_up_seq("order-17", salt), None);
+        // A client's ULID with another tag is not taken for a made-up id.
+        let other = u128::from(tag(salt) ^ 1) << 64 | u128::from(mix(77, salt));
+        let client = format!("evt_{}", ulid::Ulid::from_parts(1_700_000_000_000, other));
+        assert_eq!(made_up_seq(&client, salt), None);
         // Consecutive seqs do not show as consecutive.
         assert!(mix(1, salt).abs_diff(mix(2, salt)) > 1 << 32);
     }
