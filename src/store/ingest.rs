@@ -139,6 +139,11 @@ impl Store {
         // The round's unordered deliveries, per subscription: one due key each.
         let mut due: HashMap<u64, Vec<(u64, u64)>> = HashMap::new();
         let mut packer = Packer::default();
+        // Per event: its deliveries due now, each with its subscription; a
+        // lane's head also gets a due key of its own (`repair_lanes` looks
+        // for it). Filled once the event's key is known.
+        let mut unordered = Vec::new();
+        let mut heads = Vec::new();
         for job in jobs {
             let mut job_answers = Vec::with_capacity(job.events.len());
             for (event, subs) in job.events.iter().zip(&job.routes) {
@@ -158,10 +163,6 @@ impl Store {
                     None => keys::made_up_id(seq, now, self.id_salt),
                 };
                 let mut delivery_ids = Vec::with_capacity(subs.len());
-                // Due now, each with its subscription; a lane's head also
-                // gets a due key of its own (`repair_lanes` looks for it).
-                let mut unordered = Vec::new();
-                let mut heads = Vec::new();
                 for &sub_key in subs {
                     let delivery_id = self.next_id()?;
                     // No record of its own until it changes: the event says
@@ -204,12 +205,12 @@ impl Store {
                     }
                     seq
                 };
-                for (sub_key, delivery_id) in unordered {
+                for (sub_key, delivery_id) in unordered.drain(..) {
                     due.entry(sub_key)
                         .or_default()
                         .push((delivery_id, event_key));
                 }
-                for (sub_key, delivery_id) in heads {
+                for (sub_key, delivery_id) in heads.drain(..) {
                     batch.insert(
                         &keys::due(sub_key, now, delivery_id),
                         &event_key.to_be_bytes(),
