@@ -40,14 +40,12 @@ const ID_SALT_KEY: &[u8] = b"id_salt";
 /// goes into the log before any event that uses it, so a flush that makes
 /// such an event durable makes the salt durable too. A backup copies it.
 pub(super) fn id_salt(db: &sled::Db) -> Result<u64> {
-    let meta = db.open_tree("meta")?;
-    if let Some(v) = meta.get(ID_SALT_KEY)? {
-        if let Ok(bytes) = v.as_ref().try_into() {
-            return Ok(u64::from_be_bytes(bytes));
-        }
+    if let Some(salt) = meta_u64(db, ID_SALT_KEY)? {
+        return Ok(salt);
     }
     let salt = ulid::Ulid::new().random() as u64;
-    meta.insert(ID_SALT_KEY, &salt.to_be_bytes())?;
+    db.open_tree("meta")?
+        .insert(ID_SALT_KEY, &salt.to_be_bytes())?;
     Ok(salt)
 }
 
@@ -61,11 +59,7 @@ pub(super) const ID_FLOOR_KEY: &[u8] = b"id_floor";
 /// store restarted once draws from two million on, and so would its
 /// restored copy, over the copied events' seqs.
 pub(super) fn id_floor(db: &sled::Db) -> Result<u64> {
-    let meta = db.open_tree("meta")?;
-    Ok(meta
-        .get(ID_FLOOR_KEY)?
-        .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-        .unwrap_or(0))
+    Ok(meta_u64(db, ID_FLOOR_KEY)?.unwrap_or(0))
 }
 
 /// The meta key of the counts a clean shutdown leaves for the next open
@@ -315,11 +309,15 @@ pub(super) fn take_counts(db: &sled::Db) -> Result<Option<Counts>> {
 }
 
 fn clean_shutdowns(db: &sled::Db) -> sled::Result<u64> {
+    Ok(meta_u64(db, CLEAN_KEY)?.unwrap_or(0))
+}
+
+/// A u64 kept in `meta` under `key`; `None` if there is none (or it is not 8 bytes).
+fn meta_u64(db: &sled::Db, key: &[u8]) -> sled::Result<Option<u64>> {
     Ok(db
         .open_tree("meta")?
-        .get(CLEAN_KEY)?
-        .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes))
-        .unwrap_or(0))
+        .get(key)?
+        .and_then(|v| v.as_ref().try_into().ok().map(u64::from_be_bytes)))
 }
 
 /// The clean-shutdown count of the marker file, `None` without one.
