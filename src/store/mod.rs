@@ -92,6 +92,13 @@ impl Store {
             reason,
         };
         let open::Opened { db, data } = open::open(path, options.cache_bytes)?;
+        // First: the counts go before this open writes anything (the salt).
+        let counts = open::take_counts(&db).map_err(|e| {
+            open_err(format!(
+                "cannot take the counts its last shutdown left ({e}): restore it from a backup, \
+                 or move it aside to start empty"
+            ))
+        })?;
         let id_salt = open::id_salt(&db).map_err(|e| {
             open_err(format!(
                 "cannot read its id salt ({e}): restore it from a backup"
@@ -124,12 +131,6 @@ impl Store {
             id_floor,
             id_salt,
         };
-        let counts = open::take_counts(&store.db).map_err(|e| {
-            open_err(format!(
-                "cannot take the counts its last shutdown left ({e}): restore it from a backup, \
-                 or move it aside to start empty"
-            ))
-        })?;
         match counts {
             Some(counts) => {
                 store.held.store(counts.held, Ordering::Relaxed);
