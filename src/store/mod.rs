@@ -283,19 +283,33 @@ impl Store {
             }
         }
         // Lane entries behind each head are open too (the head is counted above).
+        self.each_lane_follower(|sub| *open.entry(sub).or_insert(0u64) += 1)?;
+        *self.open.lock().unwrap() = open;
+        Ok(())
+    }
+
+    /// Open deliveries that wait in a lane behind its head.
+    fn lane_followers(&self) -> Result<u64> {
+        let mut n = 0;
+        self.each_lane_follower(|_| n += 1)?;
+        Ok(n)
+    }
+
+    /// Calls `f` with the subscription key of every lane entry behind its
+    /// lane's head (the head is in the due index).
+    fn each_lane_follower(&self, mut f: impl FnMut(u64)) -> Result<()> {
         let mut previous_lane: Option<Vec<u8>> = None;
         for item in self.data.scan_prefix([keys::LANE]) {
             let (k, _) = item?;
             let lane = keys::lane_of(&k);
             if previous_lane.as_deref() == Some(lane) {
                 if let Some(sub) = keys::tail_u64(&k) {
-                    *open.entry(sub).or_insert(0u64) += 1;
+                    f(sub);
                 }
             } else {
                 previous_lane = Some(lane.to_vec());
             }
         }
-        *self.open.lock().unwrap() = open;
         Ok(())
     }
 }
