@@ -319,6 +319,7 @@ async fn serve_ingest(
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())
             .header_read_timeout(header_timeout)
+            .max_buf_size(INGEST_READ_BUFFER)
             .serve_connection(TokioIo::new(stream), service);
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
@@ -334,6 +335,12 @@ async fn serve_ingest(
     drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await;
 }
+
+/// The most an ingest connection buffers of what it reads (hyper's default is
+/// about 400 KiB, which a connection posting large batches keeps growing
+/// towards: 64 such connections held 13 MiB of read buffers). A request head
+/// must fit in it.
+const INGEST_READ_BUFFER: usize = 64 * 1024;
 
 /// Purges closed events older than `retention`, a bounded batch at a time.
 async fn purge_expired(store: Arc<Store>, retention: Duration) {
