@@ -35,6 +35,9 @@ pub struct IngestConfig {
     /// A file of further tokens, one a line; relative to the config file.
     pub tokens_file: Option<PathBuf>,
     pub max_body: ByteSize,
+    /// Request bodies held at once, from the first byte read to the answer:
+    /// requests past it wait before their body is read.
+    pub max_in_flight_bytes: ByteSize,
     /// Answered when no request line and headers arrive within this time.
     pub header_timeout: Dur,
     /// The whole request (head and body) must arrive within this time.
@@ -242,6 +245,7 @@ impl Default for IngestConfig {
             tokens: Vec::new(),
             tokens_file: None,
             max_body: ByteSize(1 << 20),
+            max_in_flight_bytes: ByteSize(8 << 20),
             header_timeout: Dur(Duration::from_secs(10)),
             request_timeout: Dur(Duration::from_secs(30)),
             idle_timeout: Dur(Duration::from_secs(60)),
@@ -411,6 +415,9 @@ impl Config {
         }
         if self.ingest.max_body.0 == 0 {
             return key_err("ingest.max_body", "must be more than 0");
+        }
+        if self.ingest.max_in_flight_bytes.0 < 1024 {
+            return key_err("ingest.max_in_flight_bytes", "must be at least 1KiB");
         }
         if self.delivery.retry_schedule.len() > 100 {
             return key_err("delivery.retry_schedule", "at most 100 retries");
@@ -686,6 +693,11 @@ mod tests {
         assert!(err.contains("timeout") && err.contains("soon"), "{err}");
         let err = Config::parse("[ingest]\nmax_body = \"lots\"\n").unwrap_err();
         assert!(err.contains("max_body"), "{err}");
+        let err = Config::parse("[ingest]\nmax_in_flight_bytes = 100\n").unwrap_err();
+        assert!(
+            err.contains("ingest.max_in_flight_bytes") && err.contains("1KiB"),
+            "{err}"
+        );
         let err = Config::parse("[delivery]\nallow_networks = [\"10.0.0.0/99\"]\n").unwrap_err();
         assert!(err.contains("allow_networks"), "{err}");
     }

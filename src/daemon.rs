@@ -126,6 +126,7 @@ pub async fn run<S: Future<Output = ()>>(
         ))),
         refusing: RwLock::new(None),
         shutting_down: Default::default(),
+        admission: ingest::Admission::new(config.ingest.max_in_flight_bytes.0),
     });
     let ingest_addr = listeners
         .ingest

@@ -74,6 +74,55 @@ pub struct IngestState {
     /// Why ingest refuses events right now, if it does (disk budget, shutdown).
     pub refusing: RwLock<Option<String>>,
     pub shutting_down: AtomicBool,
+    /// Room for request bodies (`ingest.max_in_flight_bytes`).
+    pub admission: Admission,
+}
+
+/// Room for request bodies in memory, in KiB: a request takes its body's
+/// share before the body is read and gives it back with its answer, so
+/// what ingest holds in bodies, parsed events and events waiting for their
+/// round stays bounded however many clients post at once. Waiters are let in
+/// in the order they came.
+pub struct Admission {
+    room: tokio::sync::Semaphore,
+    capacity: u32,
+    /// Requests waiting for room now.
+    waiting: std::sync::atomic::AtomicU64,
+}
+
+impl Admission {
+    pub fn new(max_in_flight_bytes: u64) -> Admission {
+        let capacity = (max_in_flight_bytes / 1024).clamp(1, u32::MAX as u64 >> 3) as u32;
+        Admission {
+            room: tokio::sync::Semaphore::new(capacity as usize),
+            capacity,
+            waiting: Default::default(),
+        }
+    }
+
+    /// The room held now, in bytes (KiB granularity).
+    pub fn held_bytes(&self) -> u64 {
+        (self.capacity as u64 - self.room.available_permits() as u64) * 1024
+    }
+
+    /// Room for a body of at most `bytes` (a body larger than the whole
+    /// budget takes all of it); `None` once `wait` passed without it.
+    async fn admit(&self, bytes: u64, wait: Duration) -> Option<tokio::sync::SemaphorePermit<'_>> {
+        let kib = bytes.div_ceil(1024).clamp(1, self.capacity as u64) as u32;
+        if let Ok(permit) = self.room.try_acquire_many(kib) {
+            return Some(permit);
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let admitted = tokio::time::timeout(wait, self.room.acquire_many(kib)).await;
+        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        // The semaphore is never closed; a closed one would admit nothing.
+        admitted.ok()?.ok()
+    }
+
+    /// Requests waiting for room now.
+    pub fn waiting(&self) -> u64 {
+        self.waiting.load(Ordering::Relaxed)
+    }
 }
 
 /// Handles one ingest request.
@@ -112,6 +161,8 @@ async fn metrics(state: &IngestState) -> Response {
     let gauges = Gauges {
         pending: state.store.open_total(),
         in_flight: state.stats.in_flight.load(Ordering::Relaxed),
+        ingest_in_flight_bytes: state.admission.held_bytes(),
+        ingest_waiting: state.admission.waiting(),
         store_bytes: state.store.size_on_disk(),
         subscriptions: state.registry.snapshot().len() as u64,
         uplink_down,
@@ -174,6 +225,25 @@ async fn accept(
         return Err(unavailable(&reason));
     }
     check_content_type(&req)?;
+    // A body's size is known from its Content-Length; a chunked one may be
+    // as large as max_body.
+    let size = {
+        use hyper::body::Body;
+        req.body()
+            .size_hint()
+            .upper()
+            .unwrap_or(settings.max_body as u64)
+    };
+    let _room = state
+        .admission
+        .admit(size.min(settings.max_body as u64), settings.request_timeout)
+        .await
+        .ok_or_else(|| {
+            unavailable(
+                "ingest is holding ingest.max_in_flight_bytes of requests and found no room \
+                 for this one within ingest.request_timeout; retry",
+            )
+        })?;
     let body = tokio::time::timeout(
         settings.request_timeout,
         read_body(req.into_body(), settings.max_body),
@@ -501,6 +571,32 @@ mod tests {
             let err = parse_events(body, false).unwrap_err();
             assert!(err.contains(want), "{err:?} should mention {want:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn admission_waits_for_room_and_gives_up_after_its_wait() {
+        let admission = std::sync::Arc::new(Admission::new(4096));
+        let long = Duration::from_secs(10);
+        let held = admission.admit(3000, long).await.expect("room at first");
+        assert_eq!(admission.held_bytes(), 3072);
+        // A body larger than the budget needs all of it.
+        let short = Duration::from_millis(50);
+        assert!(admission.admit(1 << 20, short).await.is_none());
+        assert_eq!(admission.waiting(), 0);
+        let small = admission.admit(1000, long).await.expect("1 KiB fits");
+        assert!(admission.admit(1, short).await.is_none());
+        // A waiter gets in as soon as room comes back.
+        let waiter = {
+            let admission = admission.clone();
+            tokio::spawn(async move { admission.admit(1 << 20, long).await.is_some() })
+        };
+        while admission.waiting() == 0 {
+            tokio::task::yield_now().await;
+        }
+        drop(held);
+        drop(small);
+        assert!(waiter.await.unwrap(), "admitted once the room was free");
+        assert_eq!((admission.held_bytes(), admission.waiting()), (0, 0));
     }
 
     #[test]

@@ -132,6 +132,10 @@ impl Default for Metrics {
 pub struct Gauges {
     pub pending: u64,
     pub in_flight: u64,
+    /// Room held by ingest requests (`ingest.max_in_flight_bytes`), bytes.
+    pub ingest_in_flight_bytes: u64,
+    /// Ingest requests waiting for that room.
+    pub ingest_waiting: u64,
     pub store_bytes: u64,
     pub subscriptions: u64,
     pub uplink_down: bool,
@@ -226,6 +230,19 @@ impl Metrics {
             "hookd_deliveries_in_flight",
             "Attempts on the wire.",
             gauges.in_flight,
+        );
+        gauge(
+            &mut out,
+            "hookd_ingest_in_flight_bytes",
+            "Room held by ingest requests being read, parsed or written \
+             (at most ingest.max_in_flight_bytes).",
+            gauges.ingest_in_flight_bytes,
+        );
+        gauge(
+            &mut out,
+            "hookd_ingest_waiting_requests",
+            "Ingest requests waiting, unread, for room under ingest.max_in_flight_bytes.",
+            gauges.ingest_waiting,
         );
         if let Some((census, taken_at)) = &gauges.census {
             labelled(

@@ -492,3 +492,121 @@ async fn slow_request_headers_are_cut_off_after_header_timeout() {
     let health = daemon.ingest(Method::GET, "/healthz", &[], "").await;
     assert_eq!(health.status, StatusCode::OK);
 }
+
+/// A gauge from `/metrics`.
+async fn gauge(daemon: &Daemon, name: &str) -> u64 {
+    let metrics = daemon.ingest(Method::GET, "/metrics", &[], "").await.text();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+}
+
+#[tokio::test]
+async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_frees() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let daemon = Daemon::builder()
+        .set("ingest", "max_in_flight_bytes", "4KiB")
+        .start()
+        .await;
+    let receiver = Receiver::start().await;
+    daemon.add_sub(sub_to(receiver.url("/held"))).await;
+
+    // A client announces a 3,000-byte batch and sends only its start: it
+    // holds 3 KiB of the 4 KiB while the rest of its body is awaited.
+    let events: Vec<_> = (0..25)
+        .map(|n| json!({"type": "room.test", "id": format!("slow-{n}"), "data": {"pad": "x".repeat(20)}}))
+        .collect();
+    let mut body = serde_json::to_string(&events).unwrap();
+    assert!(body.len() < 3000, "{}", body.len());
+    body.push_str(&" ".repeat(3000 - body.len()));
+    let head = format!(
+        "POST /v1/events/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let mut slow = tokio::net::TcpStream::connect(daemon.ingest_addr())
+        .await
+        .unwrap();
+    slow.write_all(head.as_bytes()).await.unwrap();
+    slow.write_all(&body.as_bytes()[..100]).await.unwrap();
+    wait_until("the slow request holds its room", SOON, || async {
+        match gauge(&daemon, "hookd_ingest_in_flight_bytes").await {
+            3072 => Ok(()),
+            other => Err(format!("{other} bytes held")),
+        }
+    })
+    .await;
+
+    // A small event still fits beside it.
+    let (status, answer) = daemon
+        .post_event(&json!({"type": "room.test", "id": "small", "data": {}}))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+
+    // A 2 KiB batch does not: it waits, unanswered, for room.
+    let late: Vec<_> = (0..20)
+        .map(|n| json!({"type": "room.test", "id": format!("late-{n}"), "data": {"pad": "y".repeat(40)}}))
+        .collect();
+    let late_body = json!(late).to_string();
+    assert!(
+        (1025..=2048).contains(&late_body.len()),
+        "{}",
+        late_body.len()
+    );
+    let addr = daemon.ingest_addr();
+    let waiting = tokio::spawn(async move {
+        http::request(
+            addr,
+            Method::POST,
+            "/v1/events/batch",
+            &[("content-type", "application/json")],
+            late_body,
+        )
+        .await
+    });
+    wait_until("the batch waits for room", SOON, || async {
+        match gauge(&daemon, "hookd_ingest_waiting_requests").await {
+            1 => Ok(()),
+            other => Err(format!("{other} waiting")),
+        }
+    })
+    .await;
+    assert!(!waiting.is_finished(), "answered while the room was held");
+    // First come, first served: the waiter has reserved the free KiB.
+    assert_eq!(gauge(&daemon, "hookd_ingest_in_flight_bytes").await, 4096);
+
+    // Once the slow body arrives, both batches are stored, and the room comes back.
+    slow.write_all(&body.as_bytes()[100..]).await.unwrap();
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&answer).contains("slow-24") {
+        let n = tokio::time::timeout(SOON, slow.read(&mut buf))
+            .await
+            .expect("the slow batch is answered")
+            .unwrap();
+        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
+        answer.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 202"), "{text}");
+    let late_answer = waiting.await.unwrap();
+    assert_eq!(
+        late_answer.status,
+        StatusCode::ACCEPTED,
+        "{}",
+        late_answer.text()
+    );
+    assert_eq!(gauge(&daemon, "hookd_ingest_in_flight_bytes").await, 0);
+    assert_eq!(gauge(&daemon, "hookd_ingest_waiting_requests").await, 0);
+
+    let ids: Vec<String> = (0..25)
+        .map(|n| format!("slow-{n}"))
+        .chain((0..20).map(|n| format!("late-{n}")))
+        .chain(["small".to_string()])
+        .collect();
+    for id in &ids {
+        assert_eq!(&daemon.event(id).await.id, id);
+    }
+    receiver.wait_for_delivered(&ids, SOON).await;
+}
