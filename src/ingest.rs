@@ -78,43 +78,57 @@ pub struct IngestState {
     pub admission: Admission,
 }
 
-/// Room for request bodies in memory, in KiB: a request takes its body's
-/// share before the body is read and gives it back with its answer, so
-/// what ingest holds in bodies, parsed events and events waiting for their
-/// round stays bounded however many clients post at once. Waiters are let in
-/// in the order they came.
+/// Room for request bodies in memory, in KiB. A request takes its body's
+/// share and the share goes with its events to the commit thread, which
+/// drops it once the round that wrote them is answered: so what ingest
+/// holds in bodies, parsed events and events queued for a round stays
+/// bounded however many clients post at once, and a client that hangs up
+/// while its events wait for their round does not free room they still
+/// use. Waiters are let in in the order they came, each once all of its
+/// share is free, so partly admitted requests can never starve each other.
 pub struct Admission {
-    room: tokio::sync::Semaphore,
+    room: Arc<tokio::sync::Semaphore>,
     capacity: u32,
     /// Requests waiting for room now.
     waiting: std::sync::atomic::AtomicU64,
 }
 
+/// A request's room, given back when dropped.
+pub type Room = tokio::sync::OwnedSemaphorePermit;
+
 impl Admission {
     pub fn new(max_in_flight_bytes: u64) -> Admission {
         let capacity = (max_in_flight_bytes / 1024).clamp(1, u32::MAX as u64 >> 3) as u32;
         Admission {
-            room: tokio::sync::Semaphore::new(capacity as usize),
+            room: Arc::new(tokio::sync::Semaphore::new(capacity as usize)),
             capacity,
             waiting: Default::default(),
         }
     }
 
-    /// The room held now, in bytes (KiB granularity).
+    /// The room held now, in bytes (KiB granularity), counting what the
+    /// first waiter has already set aside.
     pub fn held_bytes(&self) -> u64 {
         (self.capacity as u64 - self.room.available_permits() as u64) * 1024
     }
 
-    /// Room for a body of at most `bytes` (a body larger than the whole
-    /// budget takes all of it); `None` once `wait` passed without it.
-    async fn admit(&self, bytes: u64, wait: Duration) -> Option<tokio::sync::SemaphorePermit<'_>> {
+    /// Room for a body of `bytes` (a body larger than the whole budget
+    /// takes all of it); `None` once `wait` passed without it.
+    async fn admit(&self, bytes: u64, wait: Duration) -> Option<Room> {
         let kib = bytes.div_ceil(1024).clamp(1, self.capacity as u64) as u32;
-        if let Ok(permit) = self.room.try_acquire_many(kib) {
-            return Some(permit);
+        if let Ok(room) = self.room.clone().try_acquire_many_owned(kib) {
+            return Some(room);
+        }
+        // Counted down however the wait ends, the request's end included.
+        struct Waiting<'a>(&'a std::sync::atomic::AtomicU64);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let admitted = tokio::time::timeout(wait, self.room.acquire_many(kib)).await;
-        self.waiting.fetch_sub(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        let admitted = tokio::time::timeout(wait, self.room.clone().acquire_many_owned(kib)).await;
         // The semaphore is never closed; a closed one would admit nothing.
         admitted.ok()?.ok()
     }
@@ -209,13 +223,8 @@ fn unavailable(reason: &str) -> Refusal {
     }
 }
 
-async fn accept(
-    state: &IngestState,
-    req: Request<Incoming>,
-    batch: bool,
-) -> Result<(IngestOutcome, Response), Refusal> {
-    let settings = state.settings.read().unwrap().clone();
-    let only_tenant = authorize(&settings, &req)?;
+/// 503 while hookd shuts down or the store is over its disk budget.
+fn refusing(state: &IngestState) -> Result<(), Refusal> {
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(unavailable(
             "hookd is shutting down; retry against the restarted daemon",
@@ -224,26 +233,65 @@ async fn accept(
     if let Some(reason) = state.refusing.read().unwrap().clone() {
         return Err(unavailable(&reason));
     }
-    check_content_type(&req)?;
-    // A body's size is known from its Content-Length; a chunked one may be
-    // as large as max_body.
-    let size = {
-        use hyper::body::Body;
-        req.body()
-            .size_hint()
-            .upper()
-            .unwrap_or(settings.max_body as u64)
-    };
-    let _room = state
+    Ok(())
+}
+
+fn too_large(settings: &IngestSettings) -> Refusal {
+    refuse(
+        IngestOutcome::TooLarge,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        &format!(
+            "the body is over ingest.max_body ({} bytes)",
+            settings.max_body
+        ),
+    )
+}
+
+/// Room for a body of `bytes`, waiting up to request_timeout (which the
+/// body's own read then starts afresh).
+async fn admit(
+    state: &IngestState,
+    settings: &IngestSettings,
+    bytes: u64,
+) -> Result<Room, Refusal> {
+    state
         .admission
-        .admit(size.min(settings.max_body as u64), settings.request_timeout)
+        .admit(bytes, settings.request_timeout)
         .await
         .ok_or_else(|| {
             unavailable(
                 "ingest is holding ingest.max_in_flight_bytes of requests and found no room \
                  for this one within ingest.request_timeout; retry",
             )
-        })?;
+        })
+}
+
+async fn accept(
+    state: &IngestState,
+    req: Request<Incoming>,
+    batch: bool,
+) -> Result<(IngestOutcome, Response), Refusal> {
+    let settings = state.settings.read().unwrap().clone();
+    let only_tenant = authorize(&settings, &req)?;
+    refusing(state)?;
+    check_content_type(&req)?;
+    let declared = {
+        use hyper::body::Body;
+        req.body().size_hint()
+    };
+    if declared.lower() > settings.max_body as u64 {
+        return Err(too_large(&settings));
+    }
+    // A body of known length (Content-Length) takes its room before it is
+    // read, so clients wait unread and TCP holds the rest back. A chunked
+    // one is read first, then takes room for what it turned out to be:
+    // charging it max_body would let a handful of chunked requests hold the
+    // whole budget.
+    let mut room = match declared.exact() {
+        Some(len) => Some(admit(state, &settings, len).await?),
+        None => None,
+    };
     let body = tokio::time::timeout(
         settings.request_timeout,
         read_body(req.into_body(), settings.max_body),
@@ -261,15 +309,7 @@ async fn accept(
         )
     })?
     .map_err(|e| match e {
-        BodyError::TooLarge => refuse(
-            IngestOutcome::TooLarge,
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            &format!(
-                "the body is over ingest.max_body ({} bytes)",
-                settings.max_body
-            ),
-        ),
+        BodyError::TooLarge => too_large(&settings),
         BodyError::Read(e) => refuse(
             IngestOutcome::BadRequest,
             StatusCode::BAD_REQUEST,
@@ -277,6 +317,11 @@ async fn accept(
             &format!("the body could not be read: {e}"),
         ),
     })?;
+    if room.is_none() {
+        room = Some(admit(state, &settings, body.len() as u64).await?);
+    }
+    // The wait for room may have outlasted a shutdown or the disk budget.
+    refusing(state)?;
     let events = parse_events(body, batch).map_err(|message| {
         refuse(
             IngestOutcome::BadRequest,
@@ -312,7 +357,7 @@ async fn accept(
     // may not be on disk yet.
     let answers = state
         .store
-        .ingest(events, routes)
+        .ingest_holding(events, routes, room)
         .await
         .map_err(|e| match e {
             Error::Flush(_) => {

@@ -463,6 +463,7 @@ mod tests {
             }],
             routes: vec![(0..subs as u64).collect()],
             reply: tokio::sync::oneshot::channel().0,
+            _room: None,
         }
     }
 

@@ -36,6 +36,10 @@ pub(super) struct IngestJob {
     pub routes: Vec<Vec<u64>>,
     /// The answers, once they are durable.
     pub reply: oneshot::Sender<Result<Vec<Accepted>>>,
+    /// The room the caller accounts the events' memory with: dropped with
+    /// the job, once its round is answered, whether or not anyone still
+    /// waits for the answer.
+    pub _room: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The keys a round's ingests write, about, counted job by job as
@@ -111,12 +115,24 @@ impl Store {
         events: Vec<NewEvent>,
         routes: Vec<Vec<u64>>,
     ) -> Result<Vec<Accepted>> {
+        self.ingest_holding(events, routes, None).await
+    }
+
+    /// [`Store::ingest`], holding `room` until the round that writes the
+    /// events is answered, even if this future is dropped before then.
+    pub async fn ingest_holding(
+        &self,
+        events: Vec<NewEvent>,
+        routes: Vec<Vec<u64>>,
+        room: Option<tokio::sync::OwnedSemaphorePermit>,
+    ) -> Result<Vec<Accepted>> {
         debug_assert_eq!(events.len(), routes.len());
         let (reply, answer) = oneshot::channel();
         self.flusher.submit(Job::Ingest(IngestJob {
             events,
             routes,
             reply,
+            _room: room,
         }));
         super::flush::answered(answer).await
     }

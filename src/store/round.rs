@@ -63,6 +63,7 @@ mod tests {
             }],
             routes: vec![vec![sub]],
             reply: oneshot::channel().0,
+            _room: None,
         }
     }
 
@@ -115,6 +116,52 @@ mod tests {
             .data
             .scan_prefix(crate::store::keys::due_prefix(sub))
             .count()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_ingests_room_is_held_until_its_round_even_if_its_caller_leaves() {
+        let (_dir, store) = crate::store::open_temp();
+        let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(1));
+        let room = budget.clone().try_acquire_owned().unwrap();
+        // Rounds wait while a thread of the test holds the ingest lock.
+        let (locked, release) = (
+            std::sync::mpsc::channel::<()>(),
+            std::sync::mpsc::channel::<()>(),
+        );
+        let blocker = {
+            let store = store.clone();
+            let (locked, release) = (locked.0, release.1);
+            std::thread::spawn(move || {
+                let _held = store.ingest_lock.lock().unwrap();
+                locked.send(()).unwrap();
+                release.recv().unwrap();
+            })
+        };
+        locked.1.recv().unwrap();
+        let mut job = unordered("left", &[7]);
+        let events = std::mem::take(&mut job.events);
+        let routes = std::mem::take(&mut job.routes);
+        // Polled once, the call queues its job; then its caller goes away.
+        let mut caller = Box::pin(store.ingest_holding(events, routes, Some(room)));
+        tokio::select! {
+            biased;
+            _ = &mut caller => panic!("answered while rounds were held up"),
+            () = std::future::ready(()) => {}
+        }
+        drop(caller);
+        assert_eq!(
+            budget.available_permits(),
+            0,
+            "the queued events still hold it"
+        );
+        release.0.send(()).unwrap();
+        blocker.join().unwrap();
+        let _back = budget.acquire().await.unwrap();
+        assert_eq!(
+            due(&store, 7).len(),
+            1,
+            "the events were stored all the same"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
