@@ -495,17 +495,23 @@ async fn slow_request_headers_are_cut_off_after_header_timeout() {
 
 /// Sends `request` on a new connection; the status line and headers of the answer.
 async fn raw_answer_head(daemon: &Daemon, request: &[u8]) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(daemon.ingest_addr())
         .await
         .unwrap();
     stream.write_all(request).await.unwrap();
+    read_until(&mut stream, "\r\n\r\n").await
+}
+
+/// Reads from `stream` until what arrived contains `wanted`; all of it.
+async fn read_until(stream: &mut tokio::net::TcpStream, wanted: &str) -> String {
+    use tokio::io::AsyncReadExt;
     let mut got = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&got).contains(wanted) {
         let n = tokio::time::timeout(SOON, stream.read(&mut buf))
             .await
-            .expect("an answer")
+            .unwrap_or_else(|_| panic!("no {wanted:?} within {SOON:?}"))
             .unwrap();
         assert!(n > 0, "closed: {}", String::from_utf8_lossy(&got));
         got.extend_from_slice(&buf[..n]);
@@ -525,7 +531,7 @@ async fn gauge(daemon: &Daemon, name: &str) -> u64 {
 
 #[tokio::test]
 async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_frees() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
     let daemon = Daemon::builder()
         .set("ingest", "max_in_flight_bytes", "4KiB")
         .start()
@@ -629,17 +635,7 @@ async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_
 
     // Once the slow body arrives, both batches are stored, and the room comes back.
     slow.write_all(&body.as_bytes()[100..]).await.unwrap();
-    let mut answer = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&answer).contains("slow-24") {
-        let n = tokio::time::timeout(SOON, slow.read(&mut buf))
-            .await
-            .expect("the slow batch is answered")
-            .unwrap();
-        assert!(n > 0, "closed: {}", String::from_utf8_lossy(&answer));
-        answer.extend_from_slice(&buf[..n]);
-    }
-    let text = String::from_utf8_lossy(&answer);
+    let text = read_until(&mut slow, "slow-24").await;
     assert!(text.starts_with("HTTP/1.1 202"), "{text}");
     let late_answer = waiting.await.unwrap();
     assert_eq!(
