@@ -35,8 +35,9 @@ pub struct IngestConfig {
     /// A file of further tokens, one a line; relative to the config file.
     pub tokens_file: Option<PathBuf>,
     pub max_body: ByteSize,
-    /// Request bodies held at once, from the first byte read to the answer:
-    /// requests past it wait before their body is read.
+    /// Request bodies held in memory at once, until the round that writes
+    /// their events is answered: requests past it wait, a body of known
+    /// length before it is read.
     pub max_in_flight_bytes: ByteSize,
     /// Answered when no request line and headers arrive within this time.
     pub header_timeout: Dur,
