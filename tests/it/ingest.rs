@@ -529,6 +529,18 @@ async fn gauge(daemon: &Daemon, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in {metrics}"))
 }
 
+/// Waits until the gauge `name` reads `want`.
+async fn wait_for_gauge(daemon: &Daemon, name: &str, want: u64) {
+    let what = format!("{name} at {want}");
+    wait_until(&what, SOON, || async {
+        match gauge(daemon, name).await {
+            got if got == want => Ok(()),
+            got => Err(format!("{got}")),
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_frees() {
     use tokio::io::AsyncWriteExt;
@@ -556,13 +568,7 @@ async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_
         .unwrap();
     slow.write_all(head.as_bytes()).await.unwrap();
     slow.write_all(&body.as_bytes()[..100]).await.unwrap();
-    wait_until("the slow request holds its room", SOON, || async {
-        match gauge(&daemon, "hookd_ingest_in_flight_bytes").await {
-            3072 => Ok(()),
-            other => Err(format!("{other} bytes held")),
-        }
-    })
-    .await;
+    wait_for_gauge(&daemon, "hookd_ingest_in_flight_bytes", 3072).await;
 
     // A small event still fits beside it.
     let (status, answer) = daemon
@@ -606,13 +612,7 @@ async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_
         )
         .await
     });
-    wait_until("the batch waits for room", SOON, || async {
-        match gauge(&daemon, "hookd_ingest_waiting_requests").await {
-            1 => Ok(()),
-            other => Err(format!("{other} waiting")),
-        }
-    })
-    .await;
+    wait_for_gauge(&daemon, "hookd_ingest_waiting_requests", 1).await;
     // A waiter that hangs up keeps no room.
     let quitter_head = "POST /v1/events/batch HTTP/1.1\r\nHost: x\r\n\
                         Content-Type: application/json\r\nContent-Length: 2000\r\n\r\n";
@@ -620,13 +620,7 @@ async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_
         .await
         .unwrap();
     quitter.write_all(quitter_head.as_bytes()).await.unwrap();
-    wait_until("two requests wait for room", SOON, || async {
-        match gauge(&daemon, "hookd_ingest_waiting_requests").await {
-            2 => Ok(()),
-            other => Err(format!("{other} waiting")),
-        }
-    })
-    .await;
+    wait_for_gauge(&daemon, "hookd_ingest_waiting_requests", 2).await;
     // hyper notices only when it reads the body: once room frees.
     drop(quitter);
     assert!(!waiting.is_finished(), "answered while the room was held");
@@ -644,16 +638,9 @@ async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_
         "{}",
         late_answer.text()
     );
-    wait_until("all room back", SOON, || async {
-        match (
-            gauge(&daemon, "hookd_ingest_in_flight_bytes").await,
-            gauge(&daemon, "hookd_ingest_waiting_requests").await,
-        ) {
-            (0, 0) => Ok(()),
-            other => Err(format!("{other:?} (bytes held, waiting)")),
-        }
-    })
-    .await;
+    // Neither goes up again once both are down.
+    wait_for_gauge(&daemon, "hookd_ingest_waiting_requests", 0).await;
+    wait_for_gauge(&daemon, "hookd_ingest_in_flight_bytes", 0).await;
 
     let ids: Vec<String> = (0..25)
         .map(|n| format!("slow-{n}"))
