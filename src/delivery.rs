@@ -231,7 +231,10 @@ pub fn prepare(
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
     set(&mut headers, "webhook-id", &loaded.event.id);
-    set(&mut headers, "webhook-timestamp", &timestamp.to_string());
+    headers.insert(
+        HeaderName::from_static("webhook-timestamp"),
+        HeaderValue::from(timestamp),
+    );
     set(&mut headers, "webhook-signature", &signature);
     Ok(OutboundRequest {
         url,
@@ -244,13 +247,16 @@ pub fn prepare(
 
 /// `{"type":...,"timestamp":...,"data":<data as received>}` without re-encoding `data`.
 pub fn body(event_type: &str, received_at: Millis, data: &[u8]) -> Bytes {
+    use std::io::Write;
+    // 24 bytes of timestamp and 36 of JSON around the fields.
+    let mut out = Vec::with_capacity(event_type.len() + data.len() + 64);
     // `event_type` is [A-Za-z0-9_.:-] only, so it needs no JSON escaping.
-    let head = format!(
-        r#"{{"type":"{event_type}","timestamp":"{}","data":"#,
-        rfc3339(received_at)
-    );
-    let mut out = Vec::with_capacity(head.len() + data.len() + 1);
-    out.extend_from_slice(head.as_bytes());
+    out.extend_from_slice(br#"{"type":""#);
+    out.extend_from_slice(event_type.as_bytes());
+    out.extend_from_slice(br#"","timestamp":""#);
+    let at = SystemTime::UNIX_EPOCH + Duration::from_millis(received_at);
+    write!(out, "{}", humantime::format_rfc3339_millis(at)).expect("a Vec takes every write");
+    out.extend_from_slice(br#"","data":"#);
     out.extend_from_slice(data);
     out.push(b'}');
     Bytes::from(out)
@@ -322,7 +328,7 @@ fn log_attempt(
     record: &AttemptRecord,
     outcome: &AttemptOutcome,
 ) {
-    let delivery = crate::model::delivery_id_string(loaded.delivery.id);
+    let delivery = crate::model::DeliveryId(loaded.delivery.id);
     let latency_ms = outcome.latency.as_millis() as u64;
     let status = outcome.status.unwrap_or(0);
     match record.status {

@@ -348,7 +348,18 @@ pub struct Attempt {
 
 /// `dlv_` + the delivery number as 16 hex digits.
 pub fn delivery_id_string(id: u64) -> String {
-    format!("dlv_{id:016x}")
+    DeliveryId(id).to_string()
+}
+
+/// Shows a delivery number as `dlv_<16 hex>`, formatted only when shown
+/// (a log line below the level in force costs nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryId(pub u64);
+
+impl fmt::Display for DeliveryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "dlv_{:016x}", self.0)
+    }
 }
 
 /// Parses `dlv_<16 hex>` back to the delivery number.
@@ -376,6 +387,7 @@ mod tests {
 
     #[test]
     fn delivery_ids_round_trip() {
+        assert_eq!(delivery_id_string(0xbeef), "dlv_000000000000beef");
         for id in [0, 1, 0xdead_beef, u64::MAX] {
             assert_eq!(parse_delivery_id(&delivery_id_string(id)), Some(id));
         }

@@ -89,12 +89,30 @@ pub fn jittered(base: Duration, jitter: f64) -> Duration {
 }
 
 /// A uniformly random number in [-1, 1] for `jittered`.
+///
+/// Jitter only spreads retries apart; it needs no secrecy. Each thread runs
+/// its own xorshift generator, seeded once from the OS, so that an attempt
+/// costs no system call.
 pub fn random_jitter() -> f64 {
-    let mut bytes = [0u8; 4];
-    if getrandom::getrandom(&mut bytes).is_err() {
-        return 0.0;
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u64> = Cell::new(seed());
     }
-    (u32::from_le_bytes(bytes) as f64 / u32::MAX as f64) * 2.0 - 1.0
+    fn seed() -> u64 {
+        let mut bytes = [0u8; 8];
+        let _ = getrandom::getrandom(&mut bytes);
+        // xorshift must not start at zero.
+        u64::from_le_bytes(bytes) | 1
+    }
+    let x = STATE.with(|state| {
+        let mut x = state.get();
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        state.set(x);
+        x
+    });
+    ((x >> 32) as u32 as f64 / u32::MAX as f64) * 2.0 - 1.0
 }
 
 /// Reads `Retry-After`: delta seconds or an HTTP date (IMF-fixdate).
@@ -192,10 +210,13 @@ mod tests {
         assert_eq!(jittered(base, -1.0), Duration::from_secs(90));
         assert_eq!(jittered(base, 1.0), Duration::from_secs(110));
         assert_eq!(jittered(base, 7.0), Duration::from_secs(110));
-        for _ in 0..1000 {
-            let j = random_jitter();
-            assert!((-1.0..=1.0).contains(&j));
-        }
+        let draws: Vec<f64> = (0..1000).map(|_| random_jitter()).collect();
+        assert!(draws.iter().all(|j| (-1.0..=1.0).contains(j)));
+        // Spread over the whole range, not stuck: retries must not bunch up.
+        assert!(draws.iter().filter(|&&j| j < -0.5).count() > 150);
+        assert!(draws.iter().filter(|&&j| j > 0.5).count() > 150);
+        let mean = draws.iter().sum::<f64>() / draws.len() as f64;
+        assert!(mean.abs() < 0.1, "mean {mean}");
     }
 
     #[test]
