@@ -116,11 +116,7 @@ pub async fn attempt(
     ctx.metrics.record_attempt(&outcome, &verdict);
     log_attempt(sub, &loaded, &record, &outcome);
     summary.class = class_of(&outcome, &verdict);
-    let Some((_, made_due)) = ctx
-        .store
-        .record_attempt(&loaded.delivery, loaded.event_key, record)
-        .await?
-    else {
+    let Some((_, made_due)) = ctx.store.record_loaded_attempt(&loaded, record).await? else {
         summary.class = Class::Skipped;
         return Ok(summary);
     };

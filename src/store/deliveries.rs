@@ -8,6 +8,7 @@ use super::{codec, keys, Store};
 use crate::error::Result;
 use crate::model::{Attempt, Delivery, DeliveryStatus, Event, Millis};
 use bytes::{Bytes, BytesMut};
+use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
 
 /// What recording an attempt answers: the delivery as recorded and the lane
@@ -19,8 +20,19 @@ pub(super) struct AttemptJob {
     pub before: Delivery,
     /// Where the attempt found the delivery's event (`Loaded::event_key`).
     pub event_key: Option<u64>,
+    /// What the attempt read, if it says: the round need not read it again.
+    pub seen: Option<Seen>,
     pub record: AttemptRecord,
     pub reply: oneshot::Sender<Result<Recorded>>,
+}
+
+/// The part of a delivery's record an attempt read besides the delivery,
+/// and the store's change count from before it read (`Store::changes`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    changes: u64,
+    /// The latest attempt the record kept, which the next one displaces.
+    latest: Option<Attempt>,
 }
 
 /// The due groups the attempts of one round took members out of, with the
@@ -68,6 +80,7 @@ pub struct Loaded {
     /// The event key its event was read from, if the delivery has no record
     /// of its own yet: recording the attempt reads the event there again.
     pub event_key: Option<u64>,
+    pub seen: Seen,
 }
 
 /// The outcome of an attempt, to be recorded.
@@ -119,10 +132,12 @@ impl Store {
 
     /// Loads a delivery with its event and data; `None` if it is no longer open.
     pub fn load_for_attempt(&self, due: Due) -> Result<Option<Loaded>> {
+        // Taken before the read: a change made after it shows as a new count.
+        let changes = self.changes.load(Ordering::SeqCst);
         let Some(Found {
             delivery,
+            latest,
             event: record,
-            ..
         }) = self.find_delivery(due.id, due.event_key.map(EventAt::Key))?
         else {
             return Ok(None);
@@ -151,6 +166,7 @@ impl Store {
             event,
             data,
             event_key,
+            seen: Seen { changes, latest },
         }))
     }
 
@@ -169,10 +185,35 @@ impl Store {
         event_key: Option<u64>,
         record: AttemptRecord,
     ) -> Result<Option<(Delivery, Option<u64>)>> {
+        self.submit_attempt(before.clone(), event_key, None, record)
+            .await
+    }
+
+    /// [`Store::record_attempt`] for an attempt of `loaded`: unless the
+    /// store changed since it was loaded, the round takes what was loaded
+    /// as the delivery's current record instead of reading it again.
+    pub async fn record_loaded_attempt(
+        &self,
+        loaded: &Loaded,
+        record: AttemptRecord,
+    ) -> Result<Option<(Delivery, Option<u64>)>> {
+        let seen = Some(loaded.seen.clone());
+        self.submit_attempt(loaded.delivery.clone(), loaded.event_key, seen, record)
+            .await
+    }
+
+    async fn submit_attempt(
+        &self,
+        before: Delivery,
+        event_key: Option<u64>,
+        seen: Option<Seen>,
+        record: AttemptRecord,
+    ) -> Result<Option<(Delivery, Option<u64>)>> {
         let (reply, answer) = oneshot::channel();
         self.flusher.submit(Job::Attempt(AttemptJob {
-            before: before.clone(),
+            before,
             event_key,
+            seen,
             record,
             reply,
         }));
@@ -221,22 +262,32 @@ impl Store {
         job: &AttemptJob,
     ) -> Result<Recorded> {
         let (before, record) = (&job.before, &job.record);
-        // Where the attempt found the event, else by seq (a `get_lt`).
-        let event = match job.event_key {
-            Some(key) => EventAt::Key(key),
-            None => EventAt::Seq(before.event_seq),
+        let (current, latest) = match &job.seen {
+            // Nothing but rounds wrote since the attempt read the delivery,
+            // and no round touches a delivery with an attempt out.
+            Some(seen) if seen.changes == self.changes.load(Ordering::SeqCst) => {
+                (before.clone(), seen.latest.clone())
+            }
+            _ => {
+                // Where the attempt found the event, else by seq (a `get_lt`).
+                let event = match job.event_key {
+                    Some(key) => EventAt::Key(key),
+                    None => EventAt::Seq(before.event_seq),
+                };
+                let Some(Found {
+                    delivery: current,
+                    latest,
+                    ..
+                }) = self.find_delivery(before.id, Some(event))?
+                else {
+                    return Ok(None);
+                };
+                if current.next_at != before.next_at || current.status != before.status {
+                    return Ok(None);
+                }
+                (current, latest)
+            }
         };
-        let Some(Found {
-            delivery: current,
-            latest,
-            ..
-        }) = self.find_delivery(before.id, Some(event))?
-        else {
-            return Ok(None);
-        };
-        if current.next_at != before.next_at || current.status != before.status {
-            return Ok(None);
-        }
         let mut next = current.clone();
         next.attempts = record.attempt.no;
         next.spent = record.spent;
@@ -629,6 +680,64 @@ mod tests {
                 .count(),
             1
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_attempt_recorded_from_what_it_loaded_yields_to_a_change_made_meanwhile() {
+        let (_dir, store) = crate::store::open_temp();
+        store
+            .ingest(vec![event("e1"), event("e2")], vec![vec![1], vec![1]])
+            .await
+            .unwrap();
+        let due = store.due_batch(1, u64::MAX, 10, &|_| false).unwrap().ready;
+        assert_eq!(due.len(), 2);
+
+        // Nothing else wrote: a retry and then a success, each recorded
+        // from what its attempt loaded, keep both attempts.
+        let loaded = store.load_for_attempt(due[0]).unwrap().unwrap();
+        let mut failed = delivered();
+        failed.attempt.status = Some(503);
+        failed.status = DeliveryStatus::Failed;
+        failed.next_at = loaded.delivery.next_at + 1;
+        let (retrying, _) = store
+            .record_loaded_attempt(&loaded, failed.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        let again = super::Due {
+            id: retrying.id,
+            event_key: None,
+        };
+        let loaded = store.load_for_attempt(again).unwrap().unwrap();
+        assert_eq!(loaded.delivery, retrying);
+        let mut ok = delivered();
+        ok.attempt.no = 2;
+        ok.spent = 2;
+        let (done, _) = store
+            .record_loaded_attempt(&loaded, ok.clone())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.status, DeliveryStatus::Delivered);
+        assert_eq!(
+            store.attempts(retrying.id).unwrap(),
+            vec![failed.attempt, ok.attempt]
+        );
+
+        // Cancelled while its attempt was out: the outcome is not recorded
+        // over the cancel.
+        let loaded = store.load_for_attempt(due[1]).unwrap().unwrap();
+        assert_eq!(store.remove_subscription(1).await.unwrap(), 1);
+        assert_eq!(
+            store
+                .record_loaded_attempt(&loaded, delivered())
+                .await
+                .unwrap(),
+            None
+        );
+        let cancelled = store.delivery(due[1].id).unwrap().unwrap();
+        assert_eq!(cancelled.status, DeliveryStatus::Cancelled);
+        assert!(store.attempts(due[1].id).unwrap().is_empty());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -69,6 +69,12 @@ pub struct Store {
     held: AtomicU64,
     /// Set by the clean shutdown, under both locks: no write may follow it.
     closed: AtomicBool,
+    /// Writes made outside the commit thread's rounds so far (operators,
+    /// retention, subscription changes), counted under `delivery_lock`
+    /// once applied. A round whose attempt read its delivery when the count
+    /// was what it is now knows that nothing else changed it since, and
+    /// records the outcome without reading it again (see `stage_attempt`).
+    changes: AtomicU64,
     /// Added to every id sled draws (see `open::id_floor`).
     id_floor: u64,
     /// Mixed into made-up ids (see `keys::made_up_id`).
@@ -128,6 +134,7 @@ impl Store {
             unsettled: Mutex::new(Default::default()),
             held: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            changes: AtomicU64::new(0),
             id_floor,
             id_salt,
         };
@@ -167,6 +174,18 @@ impl Store {
     /// non-zero, and its supervisor restarts it on a store that opens again.
     /// Call with `delivery_lock` held.
     fn apply(&self, batch: sled::Batch) -> Result<()> {
+        let applied = self.apply_round(batch);
+        // Counted even if it failed: part of it may have landed.
+        self.changes.fetch_add(1, Ordering::SeqCst);
+        applied
+    }
+
+    /// [`Store::apply`] for the commit thread's rounds, which do not count
+    /// as changes: they add deliveries, record attempts and make a closed
+    /// head's successor due, and none of that touches a delivery with an
+    /// attempt out. The scheduler never has two attempts of one delivery
+    /// out at once, and a successor is not out before its head closes.
+    fn apply_round(&self, batch: sled::Batch) -> Result<()> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::Write(
                 "the store is closed: hookd is shutting down".into(),

@@ -24,7 +24,7 @@ impl Store {
         let mut lanes = LanesInBatch::default();
         let staged = self.stage_ingests(&mut batch, &mut lanes, ingests)?;
         let recorded = self.stage_attempts(&mut batch, &lanes, attempts)?;
-        if let Err(e) = self.apply(batch) {
+        if let Err(e) = self.apply_round(batch) {
             self.settle_all(&recorded);
             return Err(e);
         }
@@ -78,6 +78,7 @@ mod tests {
         AttemptJob {
             before: before.clone(),
             event_key: None,
+            seen: None,
             record: AttemptRecord {
                 attempt: Attempt {
                     no: 1,
