@@ -138,7 +138,7 @@ impl Store {
             delivery,
             latest,
             event: record,
-        }) = self.find_delivery(due.id, due.event_key.map(EventAt::Key))?
+        }) = self.find_delivery_as_of(due.id, due.event_key.map(EventAt::Key), Some(changes))?
         else {
             return Ok(None);
         };
@@ -459,6 +459,17 @@ impl Store {
     /// A delivery; `event` is where to look for its event if it has no
     /// record of its own yet, if known.
     pub(super) fn find_delivery(&self, id: u64, event: Option<EventAt>) -> Result<Option<Found>> {
+        self.find_delivery_as_of(id, event, None)
+    }
+
+    /// [`Store::find_delivery`]; with `changes`, the store's change count
+    /// read before the call, its event may come from the recent ones.
+    fn find_delivery_as_of(
+        &self,
+        id: u64,
+        event: Option<EventAt>,
+        changes: Option<u64>,
+    ) -> Result<Option<Found>> {
         if let Some(v) = self.data.get(keys::with_u64(keys::DELIVERY, id))? {
             let (delivery, latest) = codec::decode_delivery(&v)?;
             return Ok(Some(Found {
@@ -468,7 +479,7 @@ impl Store {
             }));
         }
         // Untouched since ingest: its event holds it (see `events`).
-        let Some((key, seq, v)) = self.event_of_delivery(id, event)? else {
+        let Some((key, seq, v)) = self.event_of_delivery(id, event, changes)? else {
             return Ok(None);
         };
         let (header, inline) = codec::decode_event(&v)?;
@@ -738,6 +749,32 @@ mod tests {
         let cancelled = store.delivery(due[1].id).unwrap().unwrap();
         assert_eq!(cancelled.status, DeliveryStatus::Cancelled);
         assert!(store.attempts(due[1].id).unwrap().is_empty());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pack_read_for_attempts_is_not_served_once_the_store_changed() {
+        let (_dir, store) = crate::store::open_temp();
+        store
+            .ingest(vec![event("e1"), event("e2")], vec![vec![1], vec![1]])
+            .await
+            .unwrap();
+        let due = store.due_batch(1, u64::MAX, 10, &|_| false).unwrap().ready;
+        assert_eq!(due[0].event_key, due[1].event_key, "one pack");
+        for d in &due {
+            let loaded = store.load_for_attempt(*d).unwrap().unwrap();
+            store
+                .record_loaded_attempt(&loaded, delivered())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        // Both closed: retention removes the events and the delivery
+        // records. The pack the loads kept must not bring them back.
+        let purged = store.purge_batch(now_ms() + 60_000, None, 10).unwrap();
+        assert_eq!(purged.purged, 2);
+        for d in &due {
+            assert!(store.load_for_attempt(*d).unwrap().is_none());
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

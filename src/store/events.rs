@@ -169,18 +169,32 @@ impl Store {
 
     /// The event of delivery `id` as (event key, seq, record): the last
     /// stored below the id, looked for where `at` says if the caller knows.
+    ///
+    /// With `changes`, the store's change count read before the call, an
+    /// event key is read from the recent ones (`recent`) if kept there.
     pub(super) fn event_of_delivery(
         &self,
         id: u64,
         at: Option<EventAt>,
+        changes: Option<u64>,
     ) -> Result<Option<(u64, u64, IVec)>> {
-        let found = match at {
-            Some(EventAt::Key(key)) => self
+        let found = match (at, changes) {
+            (Some(EventAt::Key(key)), Some(changes)) => match self.recent.get(key, changes) {
+                Some(v) => Some((key, v)),
+                None => {
+                    let v = self.data.get(keys::with_u64(keys::EVENT, key))?;
+                    if let Some(v) = &v {
+                        self.recent.put(key, v, changes);
+                    }
+                    v.map(|v| (key, v))
+                }
+            },
+            (Some(EventAt::Key(key)), None) => self
                 .data
                 .get(keys::with_u64(keys::EVENT, key))?
                 .map(|v| (key, v)),
-            Some(EventAt::Seq(seq)) => self.event_key_at_or_below(seq)?,
-            None => self.event_key_below(id)?,
+            (Some(EventAt::Seq(seq)), _) => self.event_key_at_or_below(seq)?,
+            (None, _) => self.event_key_below(id)?,
         };
         let Some((key, v)) = found else {
             return Ok(None);

@@ -15,6 +15,7 @@ mod ingest;
 mod keys;
 mod open;
 mod queries;
+mod recent;
 mod retention;
 mod round;
 
@@ -75,6 +76,8 @@ pub struct Store {
     /// was what it is now knows that nothing else changed it since, and
     /// records the outcome without reading it again (see `stage_attempt`).
     changes: AtomicU64,
+    /// Event keys attempts read lately (see `recent`).
+    recent: recent::RecentEvents,
     /// Added to every id sled draws (see `open::id_floor`).
     id_floor: u64,
     /// Mixed into made-up ids (see `keys::made_up_id`).
@@ -135,6 +138,7 @@ impl Store {
             held: AtomicU64::new(0),
             closed: AtomicBool::new(false),
             changes: AtomicU64::new(0),
+            recent: Default::default(),
             id_floor,
             id_salt,
         };
