@@ -89,12 +89,17 @@ pub async fn attempt(
     due: Due,
     free: bool,
 ) -> Result<Summary> {
-    let host = url_host(&sub.url);
+    let url = sub
+        .url
+        .parse::<hyper::Uri>()
+        .map_err(|e| format!("subscription url {:?} is invalid: {e}", sub.url));
+    let host = url.as_ref().ok().and_then(hyper::Uri::authority);
     let mut summary = Summary {
         sub_key: sub.key,
         delivery_id: due.id,
         class: Class::Skipped,
-        host,
+        // `host:port`, for telling subscriber hosts apart.
+        host: host.map(|a| a.as_str().to_string()).unwrap_or_default(),
         dead: None,
     };
     let Some(loaded) = ctx.store.load_for_attempt(due)? else {
@@ -102,7 +107,7 @@ pub async fn attempt(
     };
     let settings = ctx.settings();
     let started = SystemTime::now();
-    let outcome = match prepare(sub, &loaded, started, &settings) {
+    let outcome = match url.and_then(|url| prepare(sub, url, &loaded, started, &settings)) {
         Ok(request) => ctx.outbound.send(request).await,
         Err(reason) => AttemptOutcome {
             status: None,
@@ -155,25 +160,14 @@ fn class_of(outcome: &AttemptOutcome, verdict: &Verdict) -> Class {
     }
 }
 
-/// `host:port` of a URL, for telling subscriber hosts apart.
-fn url_host(url: &str) -> String {
-    url.parse::<hyper::Uri>()
-        .ok()
-        .and_then(|u| u.authority().map(|a| a.as_str().to_string()))
-        .unwrap_or_default()
-}
-
 /// Builds the signed request: Standard Webhooks headers, the subscription's own headers, the body.
 pub fn prepare(
     sub: &Subscription,
+    url: hyper::Uri,
     loaded: &Loaded,
     now: SystemTime,
     settings: &DeliverySettings,
 ) -> std::result::Result<OutboundRequest, String> {
-    let url: hyper::Uri = sub
-        .url
-        .parse()
-        .map_err(|e| format!("subscription url {:?} is invalid: {e}", sub.url))?;
     if settings.require_https && url.scheme_str() != Some("https") {
         return Err(format!(
             "delivery.require_https is set and {} is not https; sub update the url",
