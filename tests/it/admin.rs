@@ -1,11 +1,12 @@
 //! The admin socket and API: socket mode, stale and live sockets, the store
 //! lock, status, validation and subscription removal.
 
-use crate::harness::{sub_to, Daemon, Receiver, SOON};
+use crate::harness::{sub_to, Daemon, Receiver, Reply, SOON};
 use hookd::api;
 use hyper::{Method, StatusCode};
 use serde_json::json;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::time::Duration;
 
 #[tokio::test]
 async fn admin_socket_has_mode_0660() {
@@ -271,6 +272,32 @@ async fn removing_a_subscription_cancels_its_open_deliveries() {
     assert_eq!(body["deliveries"], 0, "a removed sub gets no fan-out");
     let status: api::Status = daemon.get("/v1/status").await;
     assert_eq!(status.deliveries.pending, 0);
+}
+
+#[tokio::test]
+async fn an_attempt_on_the_wire_when_its_subscription_is_removed_stays_cancelled() {
+    let daemon = Daemon::start().await;
+    let receiver = Receiver::start().await;
+    // Answers 200, but only after the subscription is gone.
+    receiver.script("/hook", [Reply::ok().delay(Duration::from_secs(2))]);
+    let sub = daemon.add_sub(sub_to(receiver.url("/hook"))).await;
+    let id = daemon.post_new(&json!({"type": "a.b", "data": 1})).await;
+    receiver.wait_for(1, SOON).await;
+    daemon.wait_for_gauge("hookd_deliveries_in_flight", 1).await;
+    daemon
+        .admin()
+        .delete(&format!("/v1/subscriptions/{}", sub.id))
+        .await
+        .unwrap();
+
+    // The attempt ends (200) and is done with once nothing is in flight.
+    daemon.wait_for_gauge("hookd_deliveries_in_flight", 0).await;
+    assert_eq!(receiver.requests()[0].answered, 200);
+    let event = daemon.event(&id).await;
+    let delivery = daemon.delivery(&event.deliveries[0].id).await;
+    assert_eq!(delivery.status, "cancelled", "{delivery:?}");
+    assert_eq!(delivery.attempts, 0, "{delivery:?}");
+    assert_eq!(receiver.requests().len(), 1);
 }
 
 #[tokio::test]

@@ -519,28 +519,6 @@ async fn read_until(stream: &mut tokio::net::TcpStream, wanted: &str) -> String 
     String::from_utf8_lossy(&got).into_owned()
 }
 
-/// A gauge from `/metrics`.
-async fn gauge(daemon: &Daemon, name: &str) -> u64 {
-    let metrics = daemon.ingest(Method::GET, "/metrics", &[], "").await.text();
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in {metrics}"))
-}
-
-/// Waits until the gauge `name` reads `want`.
-async fn wait_for_gauge(daemon: &Daemon, name: &str, want: u64) {
-    let what = format!("{name} at {want}");
-    wait_until(&what, SOON, || async {
-        match gauge(daemon, name).await {
-            got if got == want => Ok(()),
-            got => Err(format!("{got}")),
-        }
-    })
-    .await;
-}
-
 #[tokio::test]
 async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_frees() {
     use tokio::io::AsyncWriteExt;
@@ -568,7 +546,9 @@ async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_
         .unwrap();
     slow.write_all(head.as_bytes()).await.unwrap();
     slow.write_all(&body.as_bytes()[..100]).await.unwrap();
-    wait_for_gauge(&daemon, "hookd_ingest_in_flight_bytes", 3072).await;
+    daemon
+        .wait_for_gauge("hookd_ingest_in_flight_bytes", 3072)
+        .await;
 
     // A small event still fits beside it.
     let (status, answer) = daemon
@@ -612,7 +592,9 @@ async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_
         )
         .await
     });
-    wait_for_gauge(&daemon, "hookd_ingest_waiting_requests", 1).await;
+    daemon
+        .wait_for_gauge("hookd_ingest_waiting_requests", 1)
+        .await;
     // A waiter that hangs up keeps no room.
     let quitter_head = "POST /v1/events/batch HTTP/1.1\r\nHost: x\r\n\
                         Content-Type: application/json\r\nContent-Length: 2000\r\n\r\n";
@@ -620,12 +602,14 @@ async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_
         .await
         .unwrap();
     quitter.write_all(quitter_head.as_bytes()).await.unwrap();
-    wait_for_gauge(&daemon, "hookd_ingest_waiting_requests", 2).await;
+    daemon
+        .wait_for_gauge("hookd_ingest_waiting_requests", 2)
+        .await;
     // hyper notices only when it reads the body: once room frees.
     drop(quitter);
     assert!(!waiting.is_finished(), "answered while the room was held");
     // First come, first served: the waiter has reserved the free KiB.
-    assert_eq!(gauge(&daemon, "hookd_ingest_in_flight_bytes").await, 4096);
+    assert_eq!(daemon.gauge("hookd_ingest_in_flight_bytes").await, 4096);
 
     // Once the slow body arrives, both batches are stored, and the room comes back.
     slow.write_all(&body.as_bytes()[100..]).await.unwrap();
@@ -639,8 +623,12 @@ async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_
         late_answer.text()
     );
     // Neither goes up again once both are down.
-    wait_for_gauge(&daemon, "hookd_ingest_waiting_requests", 0).await;
-    wait_for_gauge(&daemon, "hookd_ingest_in_flight_bytes", 0).await;
+    daemon
+        .wait_for_gauge("hookd_ingest_waiting_requests", 0)
+        .await;
+    daemon
+        .wait_for_gauge("hookd_ingest_in_flight_bytes", 0)
+        .await;
 
     let ids: Vec<String> = (0..25)
         .map(|n| format!("slow-{n}"))

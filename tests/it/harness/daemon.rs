@@ -330,6 +330,28 @@ impl Daemon {
         list.items
     }
 
+    /// A gauge from `/metrics`.
+    pub async fn gauge(&self, name: &str) -> u64 {
+        let metrics = self.ingest(Method::GET, "/metrics", &[], "").await.text();
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    }
+
+    /// Waits until the gauge `name` reads `want`.
+    pub async fn wait_for_gauge(&self, name: &str, want: u64) {
+        let what = format!("{name} at {want}");
+        super::wait_until(&what, super::SOON, || async {
+            match self.gauge(name).await {
+                got if got == want => Ok(()),
+                got => Err(format!("{got}")),
+            }
+        })
+        .await;
+    }
+
     /// A delivery with its attempt log.
     pub async fn delivery(&self, id: &str) -> api::Delivery {
         self.get(&format!("/v1/deliveries/{id}")).await
