@@ -133,12 +133,32 @@ impl Store {
     /// Loads a delivery with its event and data; `None` if it is no longer open.
     pub fn load_for_attempt(&self, due: Due) -> Result<Option<Loaded>> {
         // Taken before the read: a change made after it shows as a new count.
-        let changes = self.changes.load(Ordering::SeqCst);
+        self.load_for_attempt_as_of(due, self.changes.load(Ordering::SeqCst))
+    }
+
+    /// [`Store::load_for_attempt`], with the change count read before it.
+    fn load_for_attempt_as_of(&self, due: Due, changes: u64) -> Result<Option<Loaded>> {
+        let at = due.event_key.map(EventAt::Key);
+        // The recent packs serve a read that no outside write overlapped:
+        // the count even before it and the same after. A read they served
+        // while a write landed could pair a delivery record already
+        // removed with its event's pack from before, and so bring back a
+        // purged delivery as pending; such a read is made again from sled.
+        let settled = changes % 2 == 0;
+        let mut found = self.find_delivery_as_of(due.id, at, settled.then_some(changes))?;
+        let mut changes = changes;
+        if settled {
+            let after = self.changes.load(Ordering::SeqCst);
+            if after != changes {
+                changes = after;
+                found = self.find_delivery_as_of(due.id, at, None)?;
+            }
+        }
         let Some(Found {
             delivery,
             latest,
             event: record,
-        }) = self.find_delivery_as_of(due.id, due.event_key.map(EventAt::Key), Some(changes))?
+        }) = found
         else {
             return Ok(None);
         };
@@ -775,6 +795,38 @@ mod tests {
         for d in &due {
             assert!(store.load_for_attempt(*d).unwrap().is_none());
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_load_that_a_purge_overlapped_does_not_bring_back_a_purged_delivery() {
+        let (_dir, store) = crate::store::open_temp();
+        store
+            .ingest(vec![event("e1"), event("e2")], vec![vec![1], vec![1]])
+            .await
+            .unwrap();
+        let due = store.due_batch(1, u64::MAX, 10, &|_| false).unwrap().ready;
+        assert_eq!(due[0].event_key, due[1].event_key, "one pack");
+        // A load reads the count, then (below) its delivery's record and
+        // event pack; the first load keeps the pack among the recent ones.
+        let before = store.changes.load(std::sync::atomic::Ordering::SeqCst);
+        for d in &due {
+            let loaded = store.load_for_attempt_as_of(*d, before).unwrap().unwrap();
+            store
+                .record_loaded_attempt(&loaded, delivered())
+                .await
+                .unwrap()
+                .unwrap();
+        }
+        // Between the load's count and its reads, retention removes both
+        // deliveries' records and their event.
+        let purged = store.purge_batch(now_ms() + 60_000, None, 10).unwrap();
+        assert_eq!(purged.purged, 2);
+        // The record is gone and the pack kept under the old count says
+        // pending: the load must see that the store changed under it.
+        assert!(store
+            .load_for_attempt_as_of(due[1], before)
+            .unwrap()
+            .is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

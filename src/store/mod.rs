@@ -70,11 +70,14 @@ pub struct Store {
     held: AtomicU64,
     /// Set by the clean shutdown, under both locks: no write may follow it.
     closed: AtomicBool,
-    /// Writes made outside the commit thread's rounds so far (operators,
-    /// retention, subscription changes), counted under `delivery_lock`
-    /// once applied. A round whose attempt read its delivery when the count
-    /// was what it is now knows that nothing else changed it since, and
-    /// records the outcome without reading it again (see `stage_attempt`).
+    /// Writes made outside the commit thread's rounds (operators,
+    /// retention, subscription changes), counted twice each under
+    /// `delivery_lock`: odd while the write lands, even once it has. A
+    /// round whose attempt read its delivery when the count was what it is
+    /// now knows that nothing else changed it since, and records the
+    /// outcome without reading it again (see `stage_attempt`); an attempt's
+    /// read that saw an odd count, or a different count after it than
+    /// before, may have seen part of a write (see `load_for_attempt`).
     changes: AtomicU64,
     /// Event keys attempts read lately (see `recent`).
     recent: recent::RecentEvents,
@@ -178,6 +181,8 @@ impl Store {
     /// non-zero, and its supervisor restarts it on a store that opens again.
     /// Call with `delivery_lock` held.
     fn apply(&self, batch: sled::Batch) -> Result<()> {
+        // Odd until the write has landed (see `changes`).
+        self.changes.fetch_add(1, Ordering::SeqCst);
         let applied = self.apply_round(batch);
         // Counted even if it failed: part of it may have landed.
         self.changes.fetch_add(1, Ordering::SeqCst);

@@ -5,7 +5,9 @@
 //! Rounds only add event keys; every other write to the store moves its
 //! change count (`Store::changes`), and a count other than the one a value
 //! was read under empties the cache. A value is kept only if it was read
-//! after its reader saw the count that is current when it is kept.
+//! after its reader saw the count that is current when it is kept, and a
+//! reader trusts what it got only if the count was even (no write landing)
+//! before its read and the same after (see `Store::load_for_attempt`).
 
 use sled::IVec;
 use std::collections::{HashMap, VecDeque};
