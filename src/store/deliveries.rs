@@ -212,6 +212,11 @@ impl Store {
     /// [`Store::record_attempt`] for an attempt of `loaded`: unless the
     /// store changed since it was loaded, the round takes what was loaded
     /// as the delivery's current record instead of reading it again.
+    ///
+    /// Only one attempt of a delivery may be out at a time (the scheduler
+    /// keeps a delivery in its lane's in-flight set until this returns):
+    /// rounds do not move the change count, so a second attempt recorded
+    /// from the same load would overwrite the first one's outcome.
     pub async fn record_loaded_attempt(
         &self,
         loaded: &Loaded,
