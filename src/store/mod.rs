@@ -13,6 +13,8 @@ mod events;
 mod flush;
 mod ingest;
 mod keys;
+#[cfg(test)]
+mod model_test;
 mod open;
 mod queries;
 mod recent;
