@@ -133,6 +133,11 @@ impl Admission {
         admitted.ok()?.ok()
     }
 
+    /// The room `bytes` take, in bytes: whole KiB, at most the budget.
+    fn clamp(&self, bytes: u64) -> u64 {
+        bytes.div_ceil(1024).clamp(1, self.capacity as u64) * 1024
+    }
+
     /// Requests waiting for room now.
     pub fn waiting(&self) -> u64 {
         self.waiting.load(Ordering::Relaxed)
@@ -267,6 +272,76 @@ async fn admit(
         })
 }
 
+fn request_timeout(settings: &IngestSettings) -> Refusal {
+    refuse(
+        IngestOutcome::BadRequest,
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        &format!(
+            "the request did not arrive within ingest.request_timeout ({})",
+            humantime::format_duration(settings.request_timeout)
+        ),
+    )
+}
+
+fn body_refusal(settings: &IngestSettings, e: BodyError) -> Refusal {
+    match e {
+        BodyError::TooLarge => too_large(settings),
+        BodyError::Read(e) => refuse(
+            IngestOutcome::BadRequest,
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            &format!("the body could not be read: {e}"),
+        ),
+    }
+}
+
+/// Reads a body of unknown length (chunked), taking room for each KiB
+/// before it is kept; a body larger than the whole budget takes all of it.
+/// As with a body of known length, a wait for room ends in a 503 after
+/// request_timeout, and the reading itself may take request_timeout, not
+/// counting the waits.
+async fn read_chunked(
+    state: &IngestState,
+    settings: &IngestSettings,
+    mut body: Incoming,
+) -> Result<(Bytes, Room), Refusal> {
+    use http_body_util::BodyExt;
+    let mut kept: Vec<u8> = Vec::new();
+    let mut room: Option<Room> = None;
+    let mut deadline = tokio::time::Instant::now() + settings.request_timeout;
+    while let Some(frame) = tokio::time::timeout_at(deadline, body.frame())
+        .await
+        .map_err(|_| request_timeout(settings))?
+    {
+        let frame = frame.map_err(|e| body_refusal(settings, BodyError::Read(e.to_string())))?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        let len = kept.len() + data.len();
+        if len > settings.max_body {
+            return Err(too_large(settings));
+        }
+        let held = room.as_ref().map_or(0, |r| r.num_permits() as u64) * 1024;
+        let wanted = state.admission.clamp(len as u64);
+        if wanted > held {
+            let waited = tokio::time::Instant::now();
+            let more = admit(state, settings, wanted - held).await?;
+            deadline += waited.elapsed();
+            match &mut room {
+                Some(room) => room.merge(more),
+                None => room = Some(more),
+            }
+        }
+        kept.extend_from_slice(&data);
+    }
+    let room = match room {
+        Some(room) => room,
+        None => admit(state, settings, 0).await?,
+    };
+    Ok((Bytes::from(kept), room))
+}
+
 async fn accept(
     state: &IngestState,
     req: Request<Incoming>,
@@ -285,41 +360,26 @@ async fn accept(
     }
     // A body of known length (Content-Length) takes its room before it is
     // read, so clients wait unread and TCP holds the rest back. A chunked
-    // one is read first, then takes room for what it turned out to be:
-    // charging it max_body would let a handful of chunked requests hold the
-    // whole budget.
-    let mut room = match declared.exact() {
-        Some(len) => Some(admit(state, &settings, len).await?),
-        None => None,
+    // one takes room as it arrives, a KiB at a time, and waits for more
+    // before it reads on: charging it max_body up front would let a handful
+    // of chunked requests hold the whole budget, and reading it first would
+    // let any number of them hold max_body each. Either wait ends with
+    // request_timeout.
+    let (body, room) = match declared.exact() {
+        Some(len) => {
+            let room = admit(state, &settings, len).await?;
+            let body = tokio::time::timeout(
+                settings.request_timeout,
+                read_body(req.into_body(), settings.max_body),
+            )
+            .await
+            .map_err(|_| request_timeout(&settings))?
+            .map_err(|e| body_refusal(&settings, e))?;
+            (body, room)
+        }
+        None => read_chunked(state, &settings, req.into_body()).await?,
     };
-    let body = tokio::time::timeout(
-        settings.request_timeout,
-        read_body(req.into_body(), settings.max_body),
-    )
-    .await
-    .map_err(|_| {
-        refuse(
-            IngestOutcome::BadRequest,
-            StatusCode::REQUEST_TIMEOUT,
-            "request_timeout",
-            &format!(
-                "the request did not arrive within ingest.request_timeout ({})",
-                humantime::format_duration(settings.request_timeout)
-            ),
-        )
-    })?
-    .map_err(|e| match e {
-        BodyError::TooLarge => too_large(&settings),
-        BodyError::Read(e) => refuse(
-            IngestOutcome::BadRequest,
-            StatusCode::BAD_REQUEST,
-            "bad_body",
-            &format!("the body could not be read: {e}"),
-        ),
-    })?;
-    if room.is_none() {
-        room = Some(admit(state, &settings, body.len() as u64).await?);
-    }
+    let room = Some(room);
     // The wait for room may have outlasted a shutdown or the disk budget.
     refusing(state)?;
     let events = parse_events(body, batch).map_err(|message| {

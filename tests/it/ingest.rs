@@ -640,3 +640,59 @@ async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_
     }
     receiver.wait_for_delivered(&ids, SOON).await;
 }
+
+#[tokio::test]
+async fn a_chunked_body_takes_room_as_it_arrives_and_waits_unread_when_there_is_none() {
+    use tokio::io::AsyncWriteExt;
+    let daemon = Daemon::builder()
+        .set("ingest", "max_in_flight_bytes", "4KiB")
+        .start()
+        .await;
+    // An event whose body arrives in two chunks, the first of `first` bytes.
+    let chunks = |id: &str, first: usize| {
+        let event = json!({"type": "room.test", "id": id, "data": {"pad": "x".repeat(first)}});
+        let event = event.to_string();
+        let (a, b) = event.split_at(first);
+        let head = "POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+                    Transfer-Encoding: chunked\r\n\r\n";
+        (
+            format!("{head}{:x}\r\n{a}\r\n", a.len()),
+            format!("{:x}\r\n{b}\r\n0\r\n\r\n", b.len()),
+        )
+    };
+    // A client sends 3,000 bytes of a chunked body and stops: it holds the
+    // 3 KiB it sent, not max_body and not nothing.
+    let (start, rest) = chunks("chunked-a", 3000);
+    let mut a = tokio::net::TcpStream::connect(daemon.ingest_addr())
+        .await
+        .unwrap();
+    a.write_all(start.as_bytes()).await.unwrap();
+    daemon
+        .wait_for_gauge("hookd_ingest_in_flight_bytes", 3072)
+        .await;
+    // Another's 2,000 bytes do not fit beside it: it waits, its body unread.
+    let (b_start, b_rest) = chunks("chunked-b", 2000);
+    let mut b = tokio::net::TcpStream::connect(daemon.ingest_addr())
+        .await
+        .unwrap();
+    b.write_all(b_start.as_bytes()).await.unwrap();
+    daemon
+        .wait_for_gauge("hookd_ingest_waiting_requests", 1)
+        .await;
+    // The first is answered once its body ends; its room goes to the second.
+    a.write_all(rest.as_bytes()).await.unwrap();
+    let answer = read_until(&mut a, "chunked-a").await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    daemon
+        .wait_for_gauge("hookd_ingest_waiting_requests", 0)
+        .await;
+    b.write_all(b_rest.as_bytes()).await.unwrap();
+    let answer = read_until(&mut b, "chunked-b").await;
+    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    daemon
+        .wait_for_gauge("hookd_ingest_in_flight_bytes", 0)
+        .await;
+    for id in ["chunked-a", "chunked-b"] {
+        assert_eq!(daemon.event(id).await.id, id);
+    }
+}
