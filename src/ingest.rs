@@ -426,7 +426,7 @@ async fn accept(
             }
             _ => {
                 tracing::error!(error = %e, "ingest write failed");
-                unavailable("the store could not take the write; nothing was stored")
+                unavailable("the store could not take the write; retry")
             }
         })?;
     if answers.iter().any(|a| !a.duplicate) {
