@@ -115,7 +115,7 @@ impl Admission {
     /// Room for a body of `bytes` (a body larger than the whole budget
     /// takes all of it); `None` once `wait` passed without it.
     async fn admit(&self, bytes: u64, wait: Duration) -> Option<Room> {
-        let kib = bytes.div_ceil(1024).clamp(1, self.capacity as u64) as u32;
+        let kib = self.kib(bytes);
         if let Ok(room) = self.room.clone().try_acquire_many_owned(kib) {
             return Some(room);
         }
@@ -133,9 +133,19 @@ impl Admission {
         admitted.ok()?.ok()
     }
 
-    /// The room `bytes` take, in bytes: whole KiB, at most the budget.
-    fn clamp(&self, bytes: u64) -> u64 {
-        bytes.div_ceil(1024).clamp(1, self.capacity as u64) * 1024
+    /// Grows `room` to what a body of `bytes` takes, waiting as
+    /// [`Admission::admit`] does; `None` once `wait` passed without it.
+    async fn grow(&self, room: &mut Room, bytes: u64, wait: Duration) -> Option<()> {
+        let more = self.kib(bytes).saturating_sub(room.num_permits() as u32);
+        if more > 0 {
+            room.merge(self.admit(u64::from(more) * 1024, wait).await?);
+        }
+        Some(())
+    }
+
+    /// The room `bytes` take: whole KiB, at least one, at most the budget.
+    fn kib(&self, bytes: u64) -> u32 {
+        bytes.div_ceil(1024).clamp(1, self.capacity as u64) as u32
     }
 
     /// Requests waiting for room now.
@@ -264,12 +274,14 @@ async fn admit(
         .admission
         .admit(bytes, settings.request_timeout)
         .await
-        .ok_or_else(|| {
-            unavailable(
-                "ingest is holding ingest.max_in_flight_bytes of requests and found no room \
-                 for this one within ingest.request_timeout; retry",
-            )
-        })
+        .ok_or_else(no_room)
+}
+
+fn no_room() -> Refusal {
+    unavailable(
+        "ingest is holding ingest.max_in_flight_bytes of requests and found no room for \
+         this one within ingest.request_timeout; retry",
+    )
 }
 
 fn request_timeout(settings: &IngestSettings) -> Refusal {
@@ -307,8 +319,8 @@ async fn read_chunked(
     mut body: Incoming,
 ) -> Result<(Bytes, Room), Refusal> {
     use http_body_util::BodyExt;
+    let mut room = admit(state, settings, 0).await?;
     let mut kept: Vec<u8> = Vec::new();
-    let mut room: Option<Room> = None;
     let mut deadline = tokio::time::Instant::now() + settings.request_timeout;
     while let Some(frame) = tokio::time::timeout_at(deadline, body.frame())
         .await
@@ -322,23 +334,14 @@ async fn read_chunked(
         if len > settings.max_body {
             return Err(too_large(settings));
         }
-        let held = room.as_ref().map_or(0, |r| r.num_permits() as u64) * 1024;
-        let wanted = state.admission.clamp(len as u64);
-        if wanted > held {
-            let waited = tokio::time::Instant::now();
-            let more = admit(state, settings, wanted - held).await?;
-            deadline += waited.elapsed();
-            match &mut room {
-                Some(room) => room.merge(more),
-                None => room = Some(more),
-            }
-        }
+        let waited = tokio::time::Instant::now();
+        (state.admission)
+            .grow(&mut room, len as u64, settings.request_timeout)
+            .await
+            .ok_or_else(no_room)?;
+        deadline += waited.elapsed();
         kept.extend_from_slice(&data);
     }
-    let room = match room {
-        Some(room) => room,
-        None => admit(state, settings, 0).await?,
-    };
     Ok((Bytes::from(kept), room))
 }
 
@@ -379,7 +382,6 @@ async fn accept(
         }
         None => read_chunked(state, &settings, req.into_body()).await?,
     };
-    let room = Some(room);
     // The wait for room may have outlasted a shutdown or the disk budget.
     refusing(state)?;
     let events = parse_events(body, batch).map_err(|message| {
@@ -417,7 +419,7 @@ async fn accept(
     // may not be on disk yet.
     let answers = state
         .store
-        .ingest_holding(events, routes, room)
+        .ingest_holding(events, routes, Some(room))
         .await
         .map_err(|e| match e {
             Error::Flush(_) => {
