@@ -146,14 +146,13 @@ impl Store {
         // purged delivery as pending; such a read is made again from sled.
         let settled = changes % 2 == 0;
         let mut found = self.find_delivery_as_of(due.id, at, settled.then_some(changes))?;
-        let mut changes = changes;
-        if settled {
-            let after = self.changes.load(Ordering::SeqCst);
-            if after != changes {
-                changes = after;
-                found = self.find_delivery_as_of(due.id, at, None)?;
-            }
-        }
+        let after = self.changes.load(Ordering::SeqCst);
+        let changes = if settled && after != changes {
+            found = self.find_delivery_as_of(due.id, at, None)?;
+            after
+        } else {
+            changes
+        };
         let Some(Found {
             delivery,
             latest,
