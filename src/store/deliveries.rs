@@ -775,43 +775,19 @@ mod tests {
         assert!(store.attempts(due[1].id).unwrap().is_empty());
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_pack_read_for_attempts_is_not_served_once_the_store_changed() {
-        let (_dir, store) = crate::store::open_temp();
+    /// Two deliveries of one event pack, loaded under one change count (the
+    /// first load keeps the pack among the recent ones) and delivered; then
+    /// retention removes both records and the event. Their due entries and
+    /// that count.
+    async fn purged_after_loads_from_one_pack(
+        store: &crate::store::Store,
+    ) -> (Vec<super::Due>, u64) {
         store
             .ingest(vec![event("e1"), event("e2")], vec![vec![1], vec![1]])
             .await
             .unwrap();
         let due = store.due_batch(1, u64::MAX, 10, &|_| false).unwrap().ready;
         assert_eq!(due[0].event_key, due[1].event_key, "one pack");
-        for d in &due {
-            let loaded = store.load_for_attempt(*d).unwrap().unwrap();
-            store
-                .record_loaded_attempt(&loaded, delivered())
-                .await
-                .unwrap()
-                .unwrap();
-        }
-        // Both closed: retention removes the events and the delivery
-        // records. The pack the loads kept must not bring them back.
-        let purged = store.purge_batch(now_ms() + 60_000, None, 10).unwrap();
-        assert_eq!(purged.purged, 2);
-        for d in &due {
-            assert!(store.load_for_attempt(*d).unwrap().is_none());
-        }
-    }
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn a_load_that_a_purge_overlapped_does_not_bring_back_a_purged_delivery() {
-        let (_dir, store) = crate::store::open_temp();
-        store
-            .ingest(vec![event("e1"), event("e2")], vec![vec![1], vec![1]])
-            .await
-            .unwrap();
-        let due = store.due_batch(1, u64::MAX, 10, &|_| false).unwrap().ready;
-        assert_eq!(due[0].event_key, due[1].event_key, "one pack");
-        // A load reads the count, then (below) its delivery's record and
-        // event pack; the first load keeps the pack among the recent ones.
         let before = store.changes.load(std::sync::atomic::Ordering::SeqCst);
         for d in &due {
             let loaded = store.load_for_attempt_as_of(*d, before).unwrap().unwrap();
@@ -821,12 +797,29 @@ mod tests {
                 .unwrap()
                 .unwrap();
         }
-        // Between the load's count and its reads, retention removes both
-        // deliveries' records and their event.
         let purged = store.purge_batch(now_ms() + 60_000, None, 10).unwrap();
         assert_eq!(purged.purged, 2);
-        // The record is gone and the pack kept under the old count says
-        // pending: the load must see that the store changed under it.
+        (due, before)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pack_read_for_attempts_is_not_served_once_the_store_changed() {
+        let (_dir, store) = crate::store::open_temp();
+        // Both closed, then purged: the pack the loads kept must not bring
+        // them back.
+        let (due, _) = purged_after_loads_from_one_pack(&store).await;
+        for d in &due {
+            assert!(store.load_for_attempt(*d).unwrap().is_none());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_load_that_a_purge_overlapped_does_not_bring_back_a_purged_delivery() {
+        let (_dir, store) = crate::store::open_temp();
+        // A load that read its count before the purge and its delivery's
+        // record after: the record is gone and the pack kept under the old
+        // count says pending, so the load must see that the store changed.
+        let (due, before) = purged_after_loads_from_one_pack(&store).await;
         assert!(store
             .load_for_attempt_as_of(due[1], before)
             .unwrap()
