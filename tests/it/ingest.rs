@@ -495,12 +495,18 @@ async fn slow_request_headers_are_cut_off_after_header_timeout() {
 
 /// Sends `request` on a new connection; the status line and headers of the answer.
 async fn raw_answer_head(daemon: &Daemon, request: &[u8]) -> String {
+    let mut stream = sent(daemon, request).await;
+    read_until(&mut stream, "\r\n\r\n").await
+}
+
+/// A connection to ingest on which `request` (or its start) has been sent.
+async fn sent(daemon: &Daemon, request: &[u8]) -> tokio::net::TcpStream {
     use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::TcpStream::connect(daemon.ingest_addr())
         .await
         .unwrap();
     stream.write_all(request).await.unwrap();
-    read_until(&mut stream, "\r\n\r\n").await
+    stream
 }
 
 /// Reads from `stream` until what arrived contains `wanted`; all of it.
@@ -541,10 +547,7 @@ async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_
         "POST /v1/events/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
-    let mut slow = tokio::net::TcpStream::connect(daemon.ingest_addr())
-        .await
-        .unwrap();
-    slow.write_all(head.as_bytes()).await.unwrap();
+    let mut slow = sent(&daemon, head.as_bytes()).await;
     slow.write_all(&body.as_bytes()[..100]).await.unwrap();
     daemon
         .wait_for_gauge("hookd_ingest_in_flight_bytes", 3072)
@@ -598,10 +601,7 @@ async fn requests_past_the_in_flight_budget_wait_unread_and_are_taken_when_room_
     // A waiter that hangs up keeps no room.
     let quitter_head = "POST /v1/events/batch HTTP/1.1\r\nHost: x\r\n\
                         Content-Type: application/json\r\nContent-Length: 2000\r\n\r\n";
-    let mut quitter = tokio::net::TcpStream::connect(daemon.ingest_addr())
-        .await
-        .unwrap();
-    quitter.write_all(quitter_head.as_bytes()).await.unwrap();
+    let quitter = sent(&daemon, quitter_head.as_bytes()).await;
     daemon
         .wait_for_gauge("hookd_ingest_waiting_requests", 2)
         .await;
@@ -663,19 +663,13 @@ async fn a_chunked_body_takes_room_as_it_arrives_and_waits_unread_when_there_is_
     // A client sends 3,000 bytes of a chunked body and stops: it holds the
     // 3 KiB it sent, not max_body and not nothing.
     let (start, rest) = chunks("chunked-a", 3000);
-    let mut a = tokio::net::TcpStream::connect(daemon.ingest_addr())
-        .await
-        .unwrap();
-    a.write_all(start.as_bytes()).await.unwrap();
+    let mut a = sent(&daemon, start.as_bytes()).await;
     daemon
         .wait_for_gauge("hookd_ingest_in_flight_bytes", 3072)
         .await;
     // Another's 2,000 bytes do not fit beside it: it waits, its body unread.
     let (b_start, b_rest) = chunks("chunked-b", 2000);
-    let mut b = tokio::net::TcpStream::connect(daemon.ingest_addr())
-        .await
-        .unwrap();
-    b.write_all(b_start.as_bytes()).await.unwrap();
+    let mut b = sent(&daemon, b_start.as_bytes()).await;
     daemon
         .wait_for_gauge("hookd_ingest_waiting_requests", 1)
         .await;
