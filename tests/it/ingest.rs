@@ -663,26 +663,27 @@ async fn a_chunked_body_takes_room_as_it_arrives_and_waits_unread_when_there_is_
     // A client sends 3,000 bytes of a chunked body and stops: it holds the
     // 3 KiB it sent, not max_body and not nothing.
     let (start, rest) = chunks("chunked-a", 3000);
-    let mut a = sent(&daemon, start.as_bytes()).await;
+    let a = sent(&daemon, start.as_bytes()).await;
     daemon
         .wait_for_gauge("hookd_ingest_in_flight_bytes", 3072)
         .await;
     // Another's 2,000 bytes do not fit beside it: it waits, its body unread.
     let (b_start, b_rest) = chunks("chunked-b", 2000);
-    let mut b = sent(&daemon, b_start.as_bytes()).await;
+    let b = sent(&daemon, b_start.as_bytes()).await;
     daemon
         .wait_for_gauge("hookd_ingest_waiting_requests", 1)
         .await;
     // The first is answered once its body ends; its room goes to the second.
-    a.write_all(rest.as_bytes()).await.unwrap();
-    let answer = read_until(&mut a, "chunked-a").await;
-    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    let accepted = |mut stream: tokio::net::TcpStream, rest: String, id: &'static str| async move {
+        stream.write_all(rest.as_bytes()).await.unwrap();
+        let answer = read_until(&mut stream, id).await;
+        assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    };
+    accepted(a, rest, "chunked-a").await;
     daemon
         .wait_for_gauge("hookd_ingest_waiting_requests", 0)
         .await;
-    b.write_all(b_rest.as_bytes()).await.unwrap();
-    let answer = read_until(&mut b, "chunked-b").await;
-    assert!(answer.starts_with("HTTP/1.1 202"), "{answer}");
+    accepted(b, b_rest, "chunked-b").await;
     daemon
         .wait_for_gauge("hookd_ingest_in_flight_bytes", 0)
         .await;
